@@ -52,13 +52,17 @@ static void decode_with(int16_t (*expand)(uint8_t), const uint8_t *src, size_t n
 void rtms_alaw_decode(const uint8_t *src, size_t n, int16_t *dst) { decode_with(alaw_expand, src, n, dst); }
 void rtms_ulaw_decode(const uint8_t *src, size_t n, int16_t *dst) { decode_with(ulaw_expand, src, n, dst); }
 
-/* Index of the highest set bit of v (v > 0), portable. */
-static int top_bit(unsigned v)
+/* Index of the highest set bit of v (v > 0). */
+static inline int top_bit(unsigned v)
 {
+#if defined(__GNUC__) || defined(__clang__)
+    return 31 - __builtin_clz(v);
+#else
     int b = 0;
     while (v >>= 1)
         b++;
     return b;
+#endif
 }
 
 static uint8_t alaw_compress(int16_t sample)
@@ -98,8 +102,10 @@ static uint8_t ulaw_compress(int16_t sample)
     if (pcm > 8159)
         pcm = 8159;
     pcm += 33;
-    int seg = top_bit((unsigned)pcm) - 5; /* 0..7 */
-    uint8_t code = (uint8_t)((seg << 4) | ((pcm >> (seg + 1)) & 0x0F));
+    int seg = top_bit((unsigned)pcm) - 5; /* 0..8 */
+    /* The clipped maximum (8159 + 33 = 8192) lands past segment 7: the
+     * largest code, segment 7 with mantissa 15. */
+    uint8_t code = seg > 7 ? 0x7F : (uint8_t)((seg << 4) | ((pcm >> (seg + 1)) & 0x0F));
     return (uint8_t)(code ^ mask);
 }
 
