@@ -70,7 +70,7 @@ def save_baseline(path: Path, outcomes: Iterable[GateOutcome], threshold: float)
     cases = {
         o.name: {"ratio": round(o.ratio, 4), "threshold": threshold,
                  "subject_per_s": round(o.subject_per_s), "anchor_per_s": round(o.anchor_per_s),
-                 "unit": o.unit}  # type: ignore[dict-item]
+                 "unit": o.unit}
         for o in outcomes
     }
     body = {
@@ -94,7 +94,9 @@ def run_gate(
         base = baseline.get(name)
         case_threshold = threshold
         if case_threshold is None:
-            case_threshold = float(base.get("threshold", DEFAULT_THRESHOLD)) if base else DEFAULT_THRESHOLD
+            case_threshold = DEFAULT_THRESHOLD
+            if base:
+                case_threshold = float(base.get("threshold", DEFAULT_THRESHOLD))
         outcomes.append(
             GateOutcome(
                 name=name,

@@ -119,3 +119,4 @@ def run_case(name: str, rounds: int = 7, round_s: float = 0.02) -> PairResult:
         case.name, case.subject, case.anchor, case.items_subject, case.items_anchor,
         unit=case.unit, rounds=rounds, round_s=round_s,
     )
+GATED_CASES: tuple[str, ...] = ("g711_decode",)

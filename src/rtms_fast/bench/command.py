@@ -1,0 +1,147 @@
+"""``rtms-fast bench kernels|load|compare|gate``: the benchmark suites outside pytest.
+
+- ``kernels``: every native kernel beside its anchor, one table (and ``--json``).
+- ``load``: a ramp of concurrent sessions through rtms-fast's engine.
+- ``compare``: the same load through rtms-fast, the official SDK and the naive
+  trio-websocket client, side by side.
+- ``gate``: the regression gate (see ``rtms_fast.bench.gate``).
+Each writes a Markdown report (and PNG plots when matplotlib is installed)
+into ``--report-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BASELINE = Path("benchmarks") / "baseline.json"
+
+
+def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bench", help="run benchmark suites (kernels, load, compare, gate)")
+    p.add_argument("suite", choices=["kernels", "load", "compare", "gate"])
+    p.add_argument("--sessions", default="100",
+                   help="sessions, or a comma-separated ramp (load/compare), e.g. 100,500,1000")
+    p.add_argument("--duration", type=float, default=10.0, help="media seconds per run")
+    p.add_argument("--codec", choices=["l16", "pcma", "g722"], default="pcma")
+    p.add_argument("--participants", type=int, default=1)
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--sweep-ms", type=float, default=20.0)
+    p.add_argument("--clients", default="engine,sdk,naive",
+                   help="compare: which clients, comma-separated")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--report-dir", type=Path, default=Path("bench-report"))
+    p.add_argument("--cases", default="", help="kernels/gate: comma-separated case names")
+    p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
+    p.add_argument("--update-baseline", action="store_true")
+    p.add_argument("--repeats", type=int, default=3, help="gate: measurements per case")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="gate: allowed fractional drop of the ratio (default per case / 0.35)")
+    p.set_defaults(func=cmd_bench)
+
+
+def _emit(args: argparse.Namespace, title: str, table: str, markdown: str,
+          summary: Any, plots: list[Path] | None = None) -> None:
+    from rtms_fast.bench.report import machine_description
+
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    report = args.report_dir / f"{args.suite}.md"
+    body = [f"# rtms-fast bench {args.suite}", "", f"Machine: {machine_description()}", "",
+            f"Command: `rtms-fast {' '.join(sys.argv[1:])}`", "", markdown, ""]
+    for plot in plots or []:
+        body += [f"![{plot.stem}]({plot.name})", ""]
+    report.write_text("\n".join(body), encoding="utf-8")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(title)
+        print(table)
+        print(f"\nreport: {report}")
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    from rtms_fast.bench.kernels import CASES, AnchorUnavailable, KernelCase
+    from rtms_fast.bench.report import kernel_markdown, kernel_table
+    from rtms_fast.bench.timing import measure_pair
+
+    names = [n for n in args.cases.split(",") if n] or list(CASES)
+    results, anchors, unavailable = [], {}, {}
+    for name in names:
+        try:
+            case: KernelCase = CASES[name]()
+        except AnchorUnavailable as exc:
+            unavailable[name] = str(exc)
+            continue
+        anchors[name] = case.anchor_name
+        results.append(measure_pair(case.name, case.subject, case.anchor, case.items_subject,
+                                    case.items_anchor, unit=case.unit))
+    summary = {"kernels": [r.as_dict() | {"anchor": anchors[r.name]} for r in results],
+               "unavailable": unavailable}
+    _emit(args, "kernel throughput (median of interleaved rounds)",
+          kernel_table(results, anchors), kernel_markdown(results, anchors), summary)
+    return 0
+
+
+def _load_like(args: argparse.Namespace, clients: list[str]) -> int:
+    from rtms_fast.bench.load import run_load
+    from rtms_fast.bench.report import load_markdown, load_table, plot_load
+
+    ramp = [int(s) for s in str(args.sessions).split(",") if s]
+    results = []
+    for sessions in ramp:
+        for client in clients:
+            result = run_load(client, sessions=sessions, duration_s=args.duration,
+                              codec=args.codec, participants=args.participants, tls=args.tls,
+                              sweep_ms=args.sweep_ms)
+            results.append(result)
+            if not args.json:
+                print(f"  {client:>7} x {sessions:<5} {result.us_per_msg:8.2f} us/msg "
+                      f"{result.cores_used:6.3f} cores  {result.messages_received}/"
+                      f"{result.messages_sent} msgs", flush=True)
+    args.report_dir.mkdir(parents=True, exist_ok=True)
+    latencies = {f"{r.client} x{r.sessions}": r.latency_samples_ms for r in results}
+    plots = plot_load(results, args.report_dir, latencies)
+    summary: dict[str, Any] = {"runs": [r.as_dict() for r in results]}
+    if len(results) == 1:
+        summary.update(results[0].as_dict())
+    by_client = {r.client: r for r in results if r.sessions == ramp[-1]}
+    if "engine" in by_client:
+        ours = by_client["engine"].us_per_msg
+        summary["ratios_vs_engine"] = {c: r.us_per_msg / ours for c, r in by_client.items()
+                                       if c != "engine" and ours > 0}
+    _emit(args, f"{args.suite}: {args.codec}, {'wss' if args.tls else 'ws'}",
+          load_table(results), load_markdown(results), summary, plots)
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from rtms_fast.bench.gate import format_outcomes, load_baseline, run_gate, save_baseline
+    from rtms_fast.bench.kernels import GATED_CASES, run_case
+    from rtms_fast.bench.report import gate_markdown
+
+    names = [n for n in args.cases.split(",") if n] or list(GATED_CASES)
+    baseline = {} if args.update_baseline else load_baseline(args.baseline)
+    outcomes = run_gate(names, run_case, baseline, repeats=args.repeats,
+                        threshold=args.threshold)
+    if args.update_baseline:
+        save_baseline(args.baseline, outcomes, args.threshold or 0.35)
+    summary = {"cases": [{"name": o.name, "ratio": o.ratio, "baseline": o.baseline_ratio,
+                          "passed": o.passed} for o in outcomes]}
+    _emit(args, "regression gate", format_outcomes(outcomes), gate_markdown(outcomes), summary)
+    missing = [n for n in names if n not in baseline]
+    if missing and not args.update_baseline:
+        print(f"gate: no baseline for {', '.join(missing)} (not gated)", file=sys.stderr)
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite == "kernels":
+        return _kernels(args)
+    if args.suite == "load":
+        return _load_like(args, ["engine"])
+    if args.suite == "compare":
+        return _load_like(args, [c for c in args.clients.split(",") if c])
+    return _gate(args)

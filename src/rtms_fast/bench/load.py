@@ -1,0 +1,191 @@
+"""End-to-end load runs: the simulator in one process, a client in another.
+
+``run_load`` starts ``rtms-fast simulate`` with N sessions, hands the webhook
+payloads it prints to a client process (rtms-fast's engine, the naive
+trio-websocket baseline, or the official SDK with one process per session, as
+the SDK cannot safely run more than one client per process), waits for the
+streams to end, and returns one ``LoadResult``: steady-state client CPU per
+message and cores used, messages received versus sent, drops, latency
+percentiles, and the simulator's own schedule misses and CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtms_fast.bench.procstat import cpu_seconds
+from rtms_fast.bench.sampler import SteadyState, steady_state
+
+CLIENT_KINDS = ("engine", "naive", "sdk")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    client: str
+    sessions: int
+    participants: int
+    codec: str
+    tls: bool
+    sweep_ms: float
+    duration_s: float
+    messages_sent: int
+    messages_received: int
+    drops: int
+    errors: int
+    engine_cpu_s: float  # client CPU in the steady-state window
+    wall_s: float  # length of that window
+    us_per_msg: float
+    cores_used: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    sim_cpu_s: float
+    sim_misses: int
+    latency_samples_ms: list[float] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every figure except the raw latency samples."""
+        out = asdict(self)
+        del out["latency_samples_ms"]
+        return out
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[k]
+
+
+def _start_simulator(tmp: Path, sessions: int, participants: int, codec: str,
+                     duration_s: float, tls: bool, send_rate_ms: int,
+                     seed: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    cmd = [sys.executable, "-m", "rtms_fast", "simulate", "--sessions", str(sessions),
+           "--participants", str(participants), "--codec", codec, "--duration", str(duration_s),
+           "--send-rate", str(send_rate_ms), "--seed", str(seed), "--stats",
+           "--join-timeout", "120", "--keepalive-interval", "5"]
+    if codec == "l16":
+        cmd += ["--rate", "16000"]
+    if tls:
+        cmd += ["--tls", "--ca-file", str(tmp / "ca.pem")]
+    stderr = open(tmp / "sim.err", "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, cwd=tmp)
+    assert proc.stdout is not None
+    lines = []
+    while len(lines) < sessions:
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait()
+            raise RuntimeError(f"simulator exited early: {(tmp / 'sim.err').read_text()[-2000:]}")
+        lines.append(line.decode())
+    return proc, lines
+
+
+def _sim_counters(tmp: Path) -> dict[str, Any]:
+    for line in reversed((tmp / "sim.err").read_text(encoding="utf-8").splitlines()):
+        if line.startswith('{"counters"'):
+            counters: dict[str, Any] = json.loads(line)["counters"]
+            return counters
+    return {}
+
+
+def _client_cmd(kind: str, payloads: Path, out: Path, codec: str, send_rate_ms: int,
+                ca_file: str | None, sweep_ms: float, deadline_s: float) -> list[str]:
+    cmd = [sys.executable, "-m", "rtms_fast.bench.client_proc", kind, "--payloads",
+           str(payloads), "--out", str(out), "--codec", codec, "--send-rate", str(send_rate_ms),
+           "--sweep-ms", str(sweep_ms), "--deadline-s", str(deadline_s)]
+    if ca_file:
+        cmd += ["--ca-file", ca_file]
+    return cmd
+
+
+def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10.0,
+             codec: str = "pcma", participants: int = 1, tls: bool = False,
+             send_rate_ms: int = 20, sweep_ms: float = 20.0, seed: int = 1) -> LoadResult:
+    if client not in CLIENT_KINDS:
+        raise ValueError(f"client must be one of {CLIENT_KINDS}, not {client!r}")
+    with tempfile.TemporaryDirectory(prefix="rtms-load-") as tmp_name:
+        tmp = Path(tmp_name)
+        sim, lines = _start_simulator(tmp, sessions, participants, codec, duration_s, tls,
+                                      send_rate_ms, seed)
+        sim_cpu0 = cpu_seconds(sim.pid)
+        ca_file = str(tmp / "ca.pem") if tls else None
+        deadline = duration_s + 60.0
+        results: list[dict[str, Any]] = []
+        try:
+            if client == "sdk":
+                results = _run_sdk_clients(tmp, lines, codec, send_rate_ms, ca_file, deadline)
+            else:
+                payloads = tmp / "payloads.jsonl"
+                payloads.write_text("".join(lines), encoding="utf-8")
+                out = tmp / "client.json"
+                subprocess.run(_client_cmd(client, payloads, out, codec, send_rate_ms, ca_file,
+                                           sweep_ms, deadline), check=True, cwd=tmp,
+                               timeout=deadline + 30)
+                results = [json.loads(out.read_text(encoding="utf-8"))]
+            sim_cpu1 = cpu_seconds(sim.pid)
+            sim.wait(timeout=30)
+        finally:
+            if sim.poll() is None:
+                sim.kill()
+                sim.wait()
+        counters = _sim_counters(tmp)
+    steady = [steady_state([tuple(s) for s in r["cpu_samples"]]) for r in results]
+    total = SteadyState(
+        wall_s=max((s.wall_s for s in steady), default=0.0),
+        cpu_s=sum(s.cpu_s for s in steady),
+        messages=sum(s.messages for s in steady),
+    )
+    latencies = [x for r in results for x in r["latencies_ms"]]
+    return LoadResult(
+        client=client, sessions=sessions, participants=participants, codec=codec, tls=tls,
+        sweep_ms=sweep_ms if client == "engine" else 0.0, duration_s=duration_s,
+        messages_sent=int(counters.get("audio_frames_sent", 0)),
+        messages_received=sum(int(r["messages"]) for r in results),
+        drops=sum(int(r.get("drops") or 0) for r in results),
+        errors=sum(int(r.get("errors") or 0) for r in results),
+        engine_cpu_s=total.cpu_s, wall_s=total.wall_s, us_per_msg=total.us_per_msg,
+        cores_used=sum(s.cores for s in steady if s.wall_s > 0),
+        latency_p50_ms=_percentile(latencies, 0.50), latency_p99_ms=_percentile(latencies, 0.99),
+        sim_cpu_s=sim_cpu1 - sim_cpu0, sim_misses=int(counters.get("audio_misses", 0)),
+        latency_samples_ms=latencies,
+    )
+
+
+def _run_sdk_clients(tmp: Path, lines: list[str], codec: str, send_rate_ms: int,
+                     ca_file: str | None, deadline_s: float) -> list[dict[str, Any]]:
+    procs = []
+    for i, line in enumerate(lines):
+        work = tmp / f"sdk{i}"
+        work.mkdir()
+        payloads = work / "payload.jsonl"
+        payloads.write_text(line, encoding="utf-8")
+        cmd = _client_cmd("sdk", payloads, work / "out.json", codec, send_rate_ms, ca_file,
+                          0.0, deadline_s)
+        env = dict(os.environ)
+        procs.append((work, subprocess.Popen(cmd, cwd=work, env=env,
+                                             stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL)))
+    results = []
+    end = time.monotonic() + deadline_s + 30
+    for work, proc in procs:
+        try:
+            proc.wait(timeout=max(1.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out = work / "out.json"
+        if out.exists():
+            results.append(json.loads(out.read_text(encoding="utf-8")))
+        else:
+            results.append({"messages": 0, "errors": 1, "cpu_samples": [], "latencies_ms": []})
+    return results

@@ -1,0 +1,137 @@
+"""Tables, Markdown reports and (optionally) PNG plots for benchmark results.
+
+Plotting needs matplotlib (the ``plot`` extra); without it the report says so
+and everything else is still written.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+
+from rtms_fast.bench.gate import GateOutcome
+from rtms_fast.bench.load import LoadResult
+from rtms_fast.bench.timing import PairResult
+
+LOAD_COLUMNS = (
+    ("client", "client", "{}"),
+    ("sessions", "sessions", "{}"),
+    ("codec", "codec", "{}"),
+    ("tls", "tls", "{}"),
+    ("sweep_ms", "sweep ms", "{:g}"),
+    ("messages_sent", "sent", "{}"),
+    ("messages_received", "received", "{}"),
+    ("drops", "drops", "{}"),
+    ("us_per_msg", "CPU us/msg", "{:.2f}"),
+    ("cores_used", "cores", "{:.3f}"),
+    ("latency_p50_ms", "p50 ms", "{:.1f}"),
+    ("latency_p99_ms", "p99 ms", "{:.1f}"),
+    ("sim_misses", "sim misses", "{}"),
+)
+
+
+def machine_description() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ncpu = os.cpu_count() or "?"
+    return f"{cpu or platform.processor()} ({ncpu} cores), Python {platform.python_version()}"
+
+
+def load_table(results: Sequence[LoadResult]) -> str:
+    header = [title for _, title, _ in LOAD_COLUMNS]
+    rows = [[fmt.format(getattr(r, key)) for key, _, fmt in LOAD_COLUMNS] for r in results]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def load_markdown(results: Sequence[LoadResult]) -> str:
+    header = [title for _, title, _ in LOAD_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        lines.append("| " + " | ".join(fmt.format(getattr(r, key))
+                                       for key, _, fmt in LOAD_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def kernel_table(results: Sequence[PairResult], anchors: dict[str, str]) -> str:
+    lines = [f"{'kernel':<22} {'ours /s':>12} {'anchor /s':>12} {'ratio':>8}  anchor"]
+    for r in results:
+        lines.append(f"{r.name:<22} {r.subject_per_s:>12.4g} {r.anchor_per_s:>12.4g} "
+                     f"{r.ratio:>7.2f}x  {anchors.get(r.name, '')} ({r.unit})")
+    return "\n".join(lines)
+
+
+def kernel_markdown(results: Sequence[PairResult], anchors: dict[str, str]) -> str:
+    lines = ["| kernel | ours (per s) | anchor (per s) | ratio | anchor | unit |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.name} | {r.subject_per_s:.4g} | {r.anchor_per_s:.4g} | "
+                     f"{r.ratio:.2f}x | {anchors.get(r.name, '')} | {r.unit} |")
+    return "\n".join(lines)
+
+
+def gate_markdown(outcomes: Sequence[GateOutcome]) -> str:
+    lines = ["| case | ratio | baseline | change | result |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        base = f"{o.baseline_ratio:.3f}" if o.baseline_ratio is not None else "-"
+        change = f"{o.change:+.1%}" if o.change is not None else "-"
+        lines.append(f"| {o.name} | {o.ratio:.3f} | {base} | {change} | "
+                     f"{'ok' if o.passed else 'REGRESSION'} |")
+    return "\n".join(lines)
+
+
+def plot_load(results: Sequence[LoadResult], out_dir: Path,
+              latencies: dict[str, list[float]] | None = None) -> list[Path]:
+    """Throughput and CPU against sessions, and a latency CDF; [] without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    by_client: dict[str, list[LoadResult]] = {}
+    for r in results:
+        by_client.setdefault(f"{r.client}{' tls' if r.tls else ''}", []).append(r)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, rs in sorted(by_client.items()):
+        rs = sorted(rs, key=lambda r: r.sessions)
+        ax1.plot([r.sessions for r in rs], [r.cores_used for r in rs], marker="o", label=label)
+        ax2.plot([r.sessions for r in rs], [r.us_per_msg for r in rs], marker="o", label=label)
+    ax1.set(xlabel="concurrent sessions", ylabel="client CPU (cores)", title="CPU vs sessions")
+    ax2.set(xlabel="concurrent sessions", ylabel="CPU us per message", title="cost per message")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    path = out_dir / "load_cpu.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+    if latencies:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, values in sorted(latencies.items()):
+            if values:
+                xs = sorted(values)
+                ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=label)
+        ax.set(xlabel="added latency (ms)", ylabel="fraction of messages", title="latency CDF")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        path = out_dir / "latency_cdf.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

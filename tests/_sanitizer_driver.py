@@ -1,0 +1,194 @@
+"""Run under AddressSanitizer + UBSan by tests/test_sanitizers.py (never imported by pytest).
+
+Usage: python _sanitizer_driver.py <build dir> <module name> <corpus dir> <mutations>
+
+Drives the sanitized build's ``lib`` directly (rtms_fast.native would load the normal
+build): every parser on exact-size native copies of its input (so a one-byte overread
+lands in a redzone), with tight output capacities too, and the batched ingest kernel
+on the seed corpus plus seeded random mutations, split into random reads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+build_dir, module_name, corpus_dir, n_mutations = sys.argv[1:5]
+sys.path.insert(0, build_dir)
+native = importlib.import_module(module_name)
+ffi, lib = native.ffi, native.lib
+
+
+def exact(data: bytes) -> Any:
+    """An exact-size native copy of ``data`` (NULL for empty input)."""
+    if not data:
+        return ffi.NULL
+    buf = ffi.new("uint8_t[]", len(data))
+    ffi.memmove(buf, data, len(data))
+    return buf
+
+
+def parsers(data: bytes, rng: random.Random) -> None:
+    src = exact(data)
+    n = len(data)
+    frame = ffi.new("rtms_ws_frame *")
+    lib.rtms_ws_parse_header(src, n, 1 << 20, rng.randrange(2), frame)
+    for cap in (0, n // 2, int(lib.rtms_b64_decoded_max(n))):
+        out = ffi.new("uint8_t[]", max(cap, 1))
+        lib.rtms_b64_decode(src, n, out, cap)
+        lib.rtms_json_unescape(src, n, out, cap)
+    msg = ffi.new("rtms_media_msg *")
+    for mode in range(4):
+        if lib.rtms_media_msg_scan(src, n, mode, msg) == 0 and msg.has_data:
+            body = data[msg.data_off : msg.data_off + msg.data_len]
+            assert len(body) == msg.data_len
+    rtp = ffi.new("rtms_rtp_header *")
+    if lib.rtms_rtp_parse(src, n, rng.choice([-1, 0, 8, 9]), rtp) == 0:
+        assert rtp.payload_off + rtp.payload_len <= n
+    if n:
+        enc = ffi.new("uint8_t[]", n + 14)
+        lib.rtms_ws_encode(
+            rng.choice([0, 1, 2, 8, 9, 10, 3]),
+            1,
+            src,
+            n,
+            ffi.NULL if rng.random() < 0.5 else exact(b"abcd"),
+            enc,
+            n + 14,
+        )
+        lib.rtms_ws_encode(1, 1, src, n, ffi.NULL, enc, n // 2)
+        b64 = ffi.new("uint8_t[]", (n + 2) // 3 * 4)
+        lib.rtms_b64_encode(src, n, b64)
+
+
+CONFIGS = [
+    # codec, content, in rate, channels, out rate, float, mixed, masked, policy
+    (2, 1, 8000, 1, 8000, 0, 0, 0, 0),
+    (100, 2, 8000, 1, 16000, 1, 0, 1, 1),
+    (1, 2, 16000, 2, 48000, 0, 0, 0, 2),
+    (1, 2, 48000, 1, 8000, 1, 1, 1, 0),
+    (3, 1, 16000, 1, 16000, 0, 0, 0, 0),
+    (3, 2, 16000, 1, 24000, 1, 0, 0, 1),
+]
+
+
+def new_conn(cfg_tuple: tuple[int, ...], budget: Any) -> Any:
+    codec, content, rate_in, ch, rate_out, flt, mixed, masked, policy = cfg_tuple
+    cfg = ffi.new("rtms_ingest_config *")
+    cfg.codec, cfg.content_type, cfg.input_rate_hz, cfg.channels = codec, content, rate_in, ch
+    cfg.output_rate_hz, cfg.sample_format, cfg.mixed, cfg.allow_masked = (
+        rate_out,
+        flt,
+        mixed,
+        masked,
+    )
+    cfg.ring_policy, cfg.max_participants, cfg.fill_gaps = policy, 3, 1
+    cfg.rtp_payload_type = -1
+    cfg.ring_capacity_items = 4000
+    cfg.max_message_bytes = 3000
+    cfg.max_gap_ms = 2000
+    cfg.budget = budget
+    conn = lib.rtms_ingest_conn_new(cfg, ffi.NULL)
+    assert conn != ffi.NULL, cfg_tuple
+    return ffi.gc(conn, lib.rtms_ingest_conn_free)
+
+
+def ingest(streams: list[bytes], rng: random.Random, pool: list[Any]) -> None:
+    """Feed streams[i] to a connection from the pool, in random reads, in one batch."""
+    n = len(streams)
+    conns = rng.sample(pool, n)
+    for c in conns:
+        lib.rtms_ingest_conn_reset(c)  # may have failed on the previous stream
+    conn_arr = ffi.new("rtms_ingest_conn *[]", conns)
+    pending = [b""] * n
+    pos = [0] * n
+    max_records = rng.choice([2, 3, 16])
+    records = ffi.new("rtms_ingest_record[]", max_records)
+    consumed = ffi.new("size_t[]", n)
+    status = ffi.new("uint32_t *")
+    stats = ffi.new("rtms_ingest_stats *")
+    for _ in range(200):
+        for i in range(n):
+            step = rng.randrange(0, 400)
+            pending[i] += streams[i][pos[i] : pos[i] + step]
+            pos[i] += step
+        keep = [exact(p) for p in pending]
+        bufs = ffi.new("const uint8_t *[]", keep)
+        lens = ffi.new("size_t[]", [len(p) for p in pending])
+        count = lib.rtms_ingest_batch(
+            conn_arr, bufs, lens, n, consumed, records, max_records, status
+        )
+        assert count <= max_records
+        for k in range(count):
+            r = records[k]
+            if r.flags & 1:
+                base = lib.rtms_ingest_conn_reassembly(conns[r.conn])
+                assert r.offset + r.length <= 3000
+                bytes(ffi.buffer(base + r.offset, r.length))
+            elif r.flags & 2:
+                assert r.length <= 125
+            else:
+                assert r.offset + r.length <= len(pending[r.conn])
+            if r.kind == 3 and r.error == 0 and rng.random() < 0.5:
+                ring = lib.rtms_ingest_slot_ring(conns[r.conn], r.slot)
+                out = ffi.new("uint8_t[]", 4 * 8192)
+                lib.rtms_ring_read(ring, out, 8192)
+        for i in range(n):
+            assert consumed[i] <= len(pending[i])
+            pending[i] = pending[i][consumed[i] :]
+            lib.rtms_ingest_conn_stats(conns[i], stats)
+        if all(pos[i] >= len(streams[i]) for i in range(n)) and not status[0]:
+            break
+    info = ffi.new("rtms_ingest_slot_info *")
+    for c in conns:
+        for s in range(lib.rtms_ingest_conn_slot_count(c)):
+            lib.rtms_ingest_slot_get_info(c, s, info)
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randrange(1, 8)):
+        if not buf:
+            buf.append(rng.randrange(256))
+            continue
+        i = rng.randrange(len(buf))
+        op = rng.randrange(5)
+        if op == 0:
+            buf[i] ^= 1 << rng.randrange(8)
+        elif op == 1:
+            buf[i] = rng.choice([0, 0x7E, 0x7F, 0x80, 0xFF, ord('"'), ord("\\"), ord("{")])
+        elif op == 2:
+            buf[i:i] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 30)))
+        elif op == 3:
+            del buf[i : i + rng.randrange(1, 30)]
+        else:
+            buf[i:i] = buf[i : i + rng.randrange(1, 60)]
+    return bytes(buf)
+
+
+def main() -> None:
+    rng = random.Random(20261124)
+    seeds = [p.read_bytes() for p in sorted(Path(corpus_dir).glob("*.bin"))]
+    assert seeds, corpus_dir
+    budget = ffi.gc(lib.rtms_budget_new(1 << 22), lib.rtms_budget_free)
+    # connections are reused (reset between streams): creating one builds filters and rings
+    pool = [new_conn(cfg, budget if k % 2 else ffi.NULL) for cfg in CONFIGS for k in range(3)]
+    for data in seeds:
+        parsers(data, rng)
+        ingest([data], rng, pool)
+    ingest(seeds[: len(pool)], rng, pool)
+    for _ in range(int(n_mutations)):
+        data = mutate(rng.choice(seeds), rng)
+        parsers(data, rng)
+        # payload-level mutations too: the message inside the first frame
+        if len(data) > 4:
+            parsers(data[2:], rng)
+        streams = [data] + [mutate(rng.choice(seeds), rng) for _ in range(rng.randrange(0, 3))]
+        ingest(streams, rng, pool)
+    print("sanitizer driver: ok")
+
+
+main()
