@@ -84,7 +84,8 @@ static const int16_t ULAW_TO_PCM[256] = {
         56,     48,     40,     32,     24,     16,      8,      0,
 };
 
-static void decode_with(const int16_t *table, const uint8_t *src, size_t n, int16_t *dst)
+static void decode_with(const int16_t *restrict table, const uint8_t *restrict src, size_t n,
+                        int16_t *restrict dst)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = table[src[i]];

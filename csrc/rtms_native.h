@@ -27,7 +27,8 @@ extern "C" {
 /* RTMS_CDEF_BEGIN */
 
 /* ---- G.711 (ITU-T G.711 A-law and mu-law), g711.c ---------------------- */
-/* Decode n code bytes into n int16 samples. Bit-exact with the G.711 tables. */
+/* Decode n code bytes into n int16 samples. Bit-exact with the G.711 tables.
+   src and dst must not overlap (the loop is written for restrict pointers). */
 void rtms_alaw_decode(const uint8_t *src, size_t n, int16_t *dst);
 void rtms_ulaw_decode(const uint8_t *src, size_t n, int16_t *dst);
 /* Encode n int16 samples into n code bytes (G.711 segment quantisation). */
