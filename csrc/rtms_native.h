@@ -484,6 +484,14 @@ size_t rtms_ingest_batch(rtms_ingest_conn *const *conns, const uint8_t *const *b
                          const size_t *lens, size_t n_conns, size_t *consumed,
                          rtms_ingest_record *records, size_t max_records, uint32_t *status);
 
+/* ---- Batched socket sends, send_batch.c -------------------------------- */
+/* Send n buffers, laid end to end in data (lens[i] bytes each), to n sockets,
+   each with one non-blocking send(). results[i] = bytes sent (0 when the socket
+   would block, possibly fewer than lens[i]) or -errno. Returns how many were
+   sent completely. Not available on Windows (every result is -ENOSYS). */
+size_t rtms_send_batch(const int *fds, const uint8_t *data, const size_t *lens, size_t n,
+                       int64_t *results);
+
 /* RTMS_CDEF_END */
 
 /* ---- Resampler: the per-stream state, for embedding (C only) ------------ */

@@ -1,0 +1,78 @@
+"""Keep-alive requests on every socket, and the close of sockets that stop answering."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from conftest import (
+    fast_config,
+    media_handshake,
+    recv_until,
+    signaling_handshake,
+    ws_connect,
+)
+from rtms_fast.sim import run_simulator
+
+
+async def test_keepalive_sequence_on_every_socket() -> None:
+    config = fast_config(keepalive_interval_s=0.05, media_timeout_s=1, signaling_timeout_s=1)
+    async with run_simulator(config) as sim:
+        session = sim.sessions[0]
+        async with ws_connect(sim, sim.signaling_url) as sig, \
+                ws_connect(sim, sim.media_urls()["audio"]) as media:
+            await signaling_handshake(sim, sig, session)
+            await media_handshake(sim, media, session, 1)
+            for ws in (sig, media):
+                seqs = []
+                for _ in range(3):
+                    ka = await recv_until(ws, 12)
+                    assert isinstance(ka["timestamp"], int) and ka["timestamp"] > 1.7e12
+                    seqs.append(ka["sequence"])
+                    await ws.send_message(json.dumps({"msg_type": 13, "sequence": ka["sequence"],
+                                                      "timestamp": ka["timestamp"]}))
+                assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 2]
+            await trio.sleep(0.2)
+        assert sim.counters.keepalive_timeouts == 0
+        assert sim.counters.keepalive_answers >= 6
+
+
+async def test_silent_media_socket_is_closed() -> None:
+    config = fast_config(keepalive_interval_s=0.05, media_timeout_s=0.3,
+                         signaling_timeout_s=5, duration_s=10)
+    async with run_simulator(config) as sim:
+        session = sim.sessions[0]
+        async with ws_connect(sim, sim.signaling_url) as sig, \
+                ws_connect(sim, sim.media_urls()["audio"]) as media:
+            await signaling_handshake(sim, sig, session)
+            await media_handshake(sim, media, session, 1)
+            t0 = trio.current_time()
+            with trio.fail_after(3):
+                while True:  # read, never answer
+                    try:
+                        await media.get_message()
+                    except Exception:
+                        break
+            assert trio.current_time() - t0 >= 0.25
+            assert media.close_code == 1000
+        assert sim.counters.keepalive_timeouts == 1
+        assert not session.ended  # only the media socket went
+
+
+async def test_silent_signaling_ends_the_stream_with_reason_24() -> None:
+    config = fast_config(keepalive_interval_s=0.05, signaling_timeout_s=0.3, duration_s=10)
+    async with run_simulator(config) as sim:
+        session = sim.sessions[0]
+        async with ws_connect(sim, sim.signaling_url) as sig:
+            await signaling_handshake(sim, sig, session)
+            msgs = []
+            with trio.fail_after(3):
+                while True:
+                    try:
+                        msgs.append(json.loads(await sig.get_message()))
+                    except Exception:
+                        break
+            end = [m for m in msgs if m["msg_type"] == 8]
+            assert end and end[0]["state"] == 4 and end[0]["reason"] == 24
+        assert session.ended and session.stop_reason == 24
