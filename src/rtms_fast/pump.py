@@ -1,0 +1,837 @@
+"""The batched media data plane: client WebSockets on raw sockets, swept by one task.
+
+``MediaSocket`` is a client WebSocket on a non-blocking stdlib socket that this module owns
+from the TCP connect on (optionally through an HTTP CONNECT proxy): the upgrade is done by
+wsproto, TLS by ``ssl.SSLObject`` + ``MemoryBIO`` driven synchronously. After the RTMS
+media handshake the socket enters its data phase in one of two ways:
+
+* native (``start_data_phase(ingest)``): each sweep, ``MediaPump`` reads every registered
+  socket without blocking (decrypting on TLS, reading a TLS object only when bytes are
+  pending) and hands ALL their bytes to ONE ``IngestBatch.run`` call: the kernel splits
+  frames and writes audio straight into the participants' rings; control frames are
+  answered here (pong, close), other messages go to the owner as bytes;
+* Python (``start_data_phase(None)``): wsproto splits frames and the owner gets every
+  message (used without the native kernel, and by ``run_socket_task``, the per-socket
+  alternative kept for comparison and ``use_pump = False``).
+
+Owners (sessions) are called synchronously inside the sweep and answer keep-alives right
+there, on the socket they came in on, so keep-alives never wait behind consumers. This
+module must never interpret RTMS messages itself (that is the owner's and the kernel's
+job) or block the Trio thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import select
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Final, Protocol, cast
+from urllib.parse import urlsplit
+
+import h11
+import trio
+import wsproto
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from rtms_fast.ingest import IngestBatch, IngestConnection, IngestRecord, RecordKind
+from rtms_fast.wire import FrameError, Opcode, parse_frame_header
+
+__all__ = [
+    "MediaPump",
+    "MediaSocket",
+    "MediaSocketError",
+    "MediaSocketOwner",
+    "PumpStatistics",
+    "open_tcp_socket",
+    "run_socket_task",
+]
+
+_RECV_BYTES: Final = 256 * 1024
+#: Most bytes read from one socket in one sweep, so one busy socket cannot starve the rest.
+_MAX_READ_PER_SWEEP: Final = 4 * 1024 * 1024
+_CLOSE_ABNORMAL: Final = 1006
+#: Most native calls per sweep for one group of sockets (each call drains what it can).
+_MAX_BATCH_ROUNDS: Final = 64
+
+
+class MediaSocketError(Exception):
+    """Connecting or upgrading a media socket failed (``detail`` says how)."""
+
+
+class MediaSocketOwner(Protocol):
+    """Who receives a media socket's messages (a session). Both calls are synchronous and
+    must not block: they run inside the pump's sweep."""
+
+    def on_media_messages(self, media_socket: MediaSocket, messages: list[bytes]) -> None: ...
+
+    def on_media_closed(self, media_socket: MediaSocket, code: int, reason: str) -> None: ...
+
+    def on_ingest_record(self, media_socket: MediaSocket, record: IngestRecord) -> None:
+        """A NEW_PARTICIPANT or ERROR record of the native ingest kernel."""
+
+    def on_audio_ingested(self, media_socket: MediaSocket) -> None:
+        """Audio was written to this socket's rings during the sweep (wake readers)."""
+
+
+async def open_tcp_socket(host: str, port: int, proxy: str | None = None) -> socket.socket:
+    """A connected non-blocking stdlib TCP socket to ``host:port`` (owned by the caller),
+    directly or through an HTTP CONNECT proxy (``http://proxyhost:port``)."""
+    target_host, target_port = host, port
+    if proxy is not None:
+        parts = urlsplit(proxy)
+        if parts.scheme != "http" or not parts.hostname:
+            raise MediaSocketError(f"proxy must be http://host:port, got {proxy!r}")
+        target_host, target_port = parts.hostname, parts.port or 80
+    try:
+        infos = await trio.socket.getaddrinfo(target_host, target_port,
+                                              type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise MediaSocketError(f"cannot resolve {target_host!r}: {exc}") from None
+    last_error: OSError | None = None
+    for family, type_, proto, _, addr in infos:
+        candidate = socket.socket(family, type_, proto)
+        candidate.setblocking(False)
+        try:
+            await trio.socket.from_stdlib_socket(candidate).connect(addr)
+            if proxy is not None:
+                await _http_connect(candidate, host, port)
+        except OSError as exc:
+            last_error = exc
+            candidate.close()
+            continue
+        except BaseException:
+            candidate.close()
+            raise
+        return candidate
+    raise MediaSocketError(f"cannot connect to {target_host}:{target_port}: {last_error}")
+
+
+async def _http_connect(sock: socket.socket, host: str, port: int) -> None:
+    """Ask an HTTP proxy for a tunnel (RFC 9110 CONNECT), parsed by h11; nothing past the
+    proxy's answer is read, so the tunnel's first byte stays in the socket."""
+    conn = h11.Connection(h11.CLIENT)
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    data = conn.send(h11.Request(method="CONNECT", target=authority,
+                                 headers=[("host", authority)]))
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view):]
+        except (BlockingIOError, InterruptedError):
+            await trio.lowlevel.wait_writable(sock)
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            await trio.lowlevel.wait_readable(sock)
+            # One byte at a time: the answer is short, and the tunnel must not be touched.
+            try:
+                chunk = sock.recv(1)
+            except (BlockingIOError, InterruptedError):
+                continue
+            conn.receive_data(chunk)
+            continue
+        if isinstance(event, h11.Response):
+            if not 200 <= event.status_code < 300:
+                raise MediaSocketError(f"proxy refused CONNECT {authority}: "
+                                       f"HTTP {event.status_code}")
+            return
+        if isinstance(event, h11.ConnectionClosed):
+            raise MediaSocketError("proxy closed the connection during CONNECT")
+
+
+def _split_url(url: str) -> tuple[bool, str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise MediaSocketError(f"media URL must be ws:// or wss://, got {url!r}")
+    if not parts.hostname:
+        raise MediaSocketError(f"media URL has no host: {url!r}")
+    tls = parts.scheme == "wss"
+    port = parts.port or (443 if tls else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return tls, parts.hostname, port, target
+
+
+class MediaSocket:
+    """One client WebSocket on a raw non-blocking socket (plain or TLS).
+
+    Lifecycle: ``await MediaSocket.connect(url, ...)`` (TCP, TLS, upgrade), then either
+    ``await receive_message()`` (handshake phase, async) or ``read_available()`` (sweep phase,
+    sync). ``send_message()`` never blocks: what the kernel does not take is kept and written
+    by ``flush()`` (the pump flushes every sweep).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        url: str,
+        ssl_object: ssl.SSLObject | None,
+        incoming: ssl.MemoryBIO | None,
+        outgoing: ssl.MemoryBIO | None,
+        max_message_bytes: int,
+    ) -> None:
+        self.sock = sock
+        self.url = url
+        self._ssl = ssl_object
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self._ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self._max_message_bytes = max_message_bytes
+        self._partial: list[bytes] = []
+        self._partial_bytes = 0
+        self._pending_out = bytearray()
+        self._recv_buffer = bytearray(_RECV_BYTES)
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.bytes_received = 0
+        self.messages_received = 0
+        self.owner: MediaSocketOwner | None = None
+        self._close_reported = False
+        self._early: list[bytes] = []
+        #: Bytes read but not yet parsed (handshake phase, and the native ingest path).
+        self._inbuf = bytearray()
+        self._fragments: list[bytes] = []
+        #: The native ingest state once the data phase runs through the kernel.
+        self.ingest: IngestConnection | None = None
+        #: Trio time of the last sweep that read bytes from this socket (pump only).
+        self.last_activity_s = 0.0
+
+    # ---- connect -------------------------------------------------------------------------
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout_s: float = 10.0,
+        max_message_bytes: int = 16 * 1024 * 1024,
+        subprotocols: tuple[str, ...] = (),
+        proxy: str | None = None,
+    ) -> MediaSocket:
+        """TCP connect (through an HTTP CONNECT ``proxy`` if given), TLS handshake (wss),
+        WebSocket upgrade; all within ``timeout_s``."""
+        tls, host, port, target = _split_url(url)
+        with trio.move_on_after(timeout_s) as scope:
+            return await cls._connect(
+                url, tls, host, port, target, ssl_context, max_message_bytes, subprotocols,
+                proxy,
+            )
+        assert scope.cancelled_caught
+        raise MediaSocketError(f"connecting to {url} timed out after {timeout_s} s")
+
+    @classmethod
+    async def _connect(
+        cls,
+        url: str,
+        tls: bool,
+        host: str,
+        port: int,
+        target: str,
+        ssl_context: ssl.SSLContext | None,
+        max_message_bytes: int,
+        subprotocols: tuple[str, ...],
+        proxy: str | None,
+    ) -> MediaSocket:
+        sock = await open_tcp_socket(host, port, proxy)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ssl_object = incoming = outgoing = None
+            if tls:
+                context = ssl_context or ssl.create_default_context()
+                incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+                ssl_object = context.wrap_bio(incoming, outgoing, server_hostname=host)
+            self = cls(sock, url, ssl_object, incoming, outgoing, max_message_bytes)
+            if ssl_object is not None:
+                await self._tls_handshake()
+            await self._upgrade(host, port, target, subprotocols)
+            return self
+        except BaseException:
+            sock.close()
+            raise
+
+    async def _tls_handshake(self) -> None:
+        assert self._ssl is not None and self._incoming is not None
+        while True:
+            try:
+                self._ssl.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._move_tls_out()
+                await self._flush_async()
+                data = await self._recv_async()
+                if not data:
+                    raise MediaSocketError(
+                        f"{self.url}: connection closed during TLS handshake"
+                    ) from None
+                self._incoming.write(data)
+            except ssl.SSLError as exc:
+                raise MediaSocketError(f"{self.url}: TLS handshake failed: {exc}") from None
+        self._move_tls_out()
+        await self._flush_async()
+
+    async def _upgrade(
+        self, host: str, port: int, target: str, subprotocols: tuple[str, ...]
+    ) -> None:
+        default_port = 443 if self._ssl is not None else 80
+        host_header = host if port == default_port else f"{host}:{port}"
+        self._write(self._ws.send(Request(host=host_header, target=target,
+                                          subprotocols=list(subprotocols))))
+        await self._flush_async()
+        while True:
+            data = await self._recv_plain_async()
+            if not data:
+                raise MediaSocketError(f"{self.url}: connection closed during the upgrade")
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, AcceptConnection):
+                    return
+                if isinstance(event, (RejectConnection, RejectData)):
+                    status = getattr(event, "status_code", "?")
+                    raise MediaSocketError(f"{self.url}: upgrade refused (HTTP {status})")
+
+    # ---- low-level transport -------------------------------------------------------------
+    def _move_tls_out(self) -> None:
+        if self._outgoing is not None and self._outgoing.pending:
+            self._pending_out += self._outgoing.read()
+
+    def _write(self, data: bytes) -> None:
+        """Queue WebSocket bytes (encrypting them first on TLS) and try to send at once."""
+        if not data:
+            return
+        if self._ssl is not None:
+            self._ssl.write(data)
+            self._move_tls_out()
+        else:
+            self._pending_out += data
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send queued bytes without blocking; True when nothing is left queued."""
+        while self._pending_out:
+            try:
+                sent = self.sock.send(self._pending_out)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                self._pending_out.clear()
+                self._mark_closed(_CLOSE_ABNORMAL, "send failed")
+                return True
+            del self._pending_out[:sent]
+        return True
+
+    async def _flush_async(self) -> None:
+        while not self.flush():
+            await trio.lowlevel.wait_writable(self.sock)
+
+    async def _recv_async(self) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(_RECV_BYTES)
+            except (BlockingIOError, InterruptedError):
+                await trio.lowlevel.wait_readable(self.sock)
+
+    async def _recv_plain_async(self) -> bytes:
+        """Application bytes (decrypted on TLS); b"" at end of stream."""
+        if self._ssl is None:
+            return await self._recv_async()
+        assert self._incoming is not None
+        while True:
+            try:
+                return self._ssl.read(_RECV_BYTES)
+            except ssl.SSLWantReadError:
+                data = await self._recv_async()
+                if not data:
+                    return b""
+                self._incoming.write(data)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def _read_transport(self) -> tuple[bytes, bool]:
+        """Everything readable now without blocking: (application bytes, end of stream)."""
+        into = bytearray()
+        eof = self._read_into(into)
+        return bytes(into), eof
+
+    def _read_into(self, into: bytearray) -> bool:
+        """Append everything readable now (decrypted on TLS) to ``into``; True at end of
+        stream. One copy per byte on plain sockets, no per-read allocation."""
+        total = 0
+        eof = False
+        buffer = self._recv_buffer
+        view = memoryview(buffer)
+        tls = self._ssl is not None
+        while total < _MAX_READ_PER_SWEEP:
+            try:
+                n = self.sock.recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT):
+                    eof = True
+                    break
+                raise
+            if n == 0:
+                eof = True
+                break
+            if tls:
+                assert self._incoming is not None
+                self._incoming.write(view[:n])
+            else:
+                into += view[:n]
+            total += n
+            if n < len(buffer):
+                break
+        if not tls:
+            return eof
+        assert self._ssl is not None and self._incoming is not None
+        # A read that finds no complete record costs as much as a real one (it raises),
+        # so only read while encrypted bytes are waiting or decrypted bytes are pending.
+        while self._incoming.pending or self._ssl.pending():
+            try:
+                # with a buffer, SSLObject.read returns the byte count (typeshed says bytes)
+                n = cast(int, self._ssl.read(len(buffer), buffer))
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                eof = True
+                break
+            except ssl.SSLError:
+                eof = True
+                break
+            into += view[:n]
+        self._move_tls_out()  # TLS may have something to say (key updates, alerts)
+        return eof
+
+    # ---- WebSocket messages --------------------------------------------------------------
+    def _feed(self, data: bytes, messages: list[bytes]) -> None:
+        try:
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    chunk = event.data.encode() if isinstance(event, TextMessage) else event.data
+                    self._partial_bytes += len(chunk)
+                    if self._partial_bytes > self._max_message_bytes:
+                        self._fail(1009, "message too big")
+                        return
+                    if event.message_finished and not self._partial:
+                        messages.append(bytes(chunk))
+                    else:
+                        self._partial.append(bytes(chunk))
+                        if event.message_finished:
+                            messages.append(b"".join(self._partial))
+                            self._partial.clear()
+                    if event.message_finished:
+                        self._partial_bytes = 0
+                elif isinstance(event, Ping):
+                    self._write(self._ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if self._ws.state is not ConnectionState.CLOSED:
+                        self._write(self._ws.send(event.response()))
+                    self._mark_closed(event.code, event.reason or "")
+        except wsproto.utilities.RemoteProtocolError as exc:
+            self._fail(1002, f"protocol error: {exc}")
+
+    def _fail(self, code: int, reason: str) -> None:
+        if self._ws.state is ConnectionState.OPEN:
+            self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
+        self._mark_closed(code, reason)
+
+    def _mark_closed(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code = code
+            self.close_reason = reason
+
+    def read_available(self) -> list[bytes]:
+        """Complete messages readable now (sync, never blocks). Sets ``closed`` at the end."""
+        messages: list[bytes] = []
+        if self.closed:
+            return messages
+        try:
+            data, eof = self._read_transport()
+        except OSError as exc:
+            self._mark_closed(_CLOSE_ABNORMAL, f"read failed: {exc}")
+            return messages
+        if data:
+            self.bytes_received += len(data)
+            self._feed(data, messages)
+        if eof and not self.closed:
+            self._mark_closed(_CLOSE_ABNORMAL, "connection lost without a close frame")
+        self.messages_received += len(messages)
+        return messages
+
+    async def receive_message(self) -> bytes:
+        """Wait for the next complete message (handshake phase only).
+
+        Frames are split here, not by wsproto, so that nothing past the message returned is
+        consumed: what follows stays in ``_inbuf`` for ``start_data_phase``.
+        """
+        while True:
+            message = self._next_buffered_message()
+            if message is not None:
+                return message
+            if self.closed:
+                raise MediaSocketError(
+                    f"{self.url}: closed ({self.close_code} {self.close_reason})"
+                )
+            data = await self._recv_plain_async()
+            if not data:
+                self._mark_closed(_CLOSE_ABNORMAL, "connection lost without a close frame")
+                continue
+            self.bytes_received += len(data)
+            self._inbuf += data
+
+    def _next_buffered_message(self) -> bytes | None:
+        while True:
+            try:
+                header = parse_frame_header(self._inbuf,
+                                            max_payload_bytes=self._max_message_bytes)
+            except FrameError as exc:
+                self._fail(1002, f"protocol error: {exc}")
+                return None
+            if header is None or len(self._inbuf) < header.frame_len:
+                return None
+            payload = bytes(self._inbuf[header.header_len : header.frame_len])
+            del self._inbuf[: header.frame_len]
+            if header.opcode >= 0x8:
+                self.handle_control(int(header.opcode), payload)
+                if self.closed:
+                    return None
+                continue
+            self._fragments.append(payload)
+            if header.fin:
+                message = b"".join(self._fragments)
+                self._fragments.clear()
+                self.messages_received += 1
+                return message
+
+    def handle_control(self, opcode: int, payload: bytes) -> None:
+        """A control frame from the server: answer pings, complete the close handshake."""
+        if opcode == Opcode.PING:
+            if self._ws.state is ConnectionState.OPEN:
+                self._write(self._ws.send(Pong(payload=payload)))
+        elif opcode == Opcode.CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            reason = payload[2:].decode("utf-8", "replace")
+            if self._ws.state is ConnectionState.OPEN:
+                self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
+            self._mark_closed(code, reason)
+
+    def start_data_phase(self, ingest: IngestConnection | None) -> None:
+        """Leave the handshake phase: from now on frames go through the native ingest kernel
+        (``ingest``) or, without one, through wsproto (``read_available``)."""
+        self.ingest = ingest
+        if ingest is None and self._inbuf:
+            leftover = bytes(self._inbuf)
+            self._inbuf.clear()
+            messages: list[bytes] = []
+            self._feed(leftover, messages)
+            self._early.extend(messages)
+
+    def read_raw(self) -> None:
+        """Ingest path: append everything readable now to ``_inbuf`` (sync, never blocks)."""
+        if self.closed:
+            return
+        before = len(self._inbuf)
+        try:
+            eof = self._read_into(self._inbuf)
+        except OSError as exc:
+            self._mark_closed(_CLOSE_ABNORMAL, f"read failed: {exc}")
+            return
+        self.bytes_received += len(self._inbuf) - before
+        if eof and not self.closed:
+            self._mark_closed(_CLOSE_ABNORMAL, "connection lost without a close frame")
+
+    def take_early_messages(self) -> list[bytes]:
+        """Messages that arrived together with the handshake reply, in order."""
+        early, self._early = self._early, []
+        return early
+
+    def send_message(self, data: bytes, binary: bool = False) -> None:
+        """Frame (masked, as a client must) and send without blocking."""
+        if self.closed or self._ws.state is not ConnectionState.OPEN:
+            return
+        event = BytesMessage(data=data) if binary else TextMessage(data=data.decode())
+        self._write(self._ws.send(event))
+
+    def start_close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame (if still open); the peer's answer ends the connection."""
+        if self._ws.state is ConnectionState.OPEN:
+            self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
+
+    async def aclose(self, code: int = 1000, timeout_s: float = 2.0) -> None:
+        """Close handshake (bounded by ``timeout_s``), then close the socket."""
+        try:
+            if not self.closed:
+                self.start_close(code)
+                with trio.move_on_after(timeout_s):
+                    await self._flush_async()
+                    while not self.closed:
+                        await trio.lowlevel.wait_readable(self.sock)
+                        if self.ingest is None:
+                            self.read_available()
+                        else:
+                            self.read_raw()
+                            while not self.closed and self._next_buffered_message():
+                                pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close the socket at once (no close frame)."""
+        if self.sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(self.sock)
+            self.sock.close()
+        self._mark_closed(_CLOSE_ABNORMAL, "aborted")
+
+    def report_close_once(self) -> bool:
+        """True the first time it is called after ``closed`` became True."""
+        if self.closed and not self._close_reported:
+            self._close_reported = True
+            return True
+        return False
+
+
+def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[bytes]) -> None:
+    if media_socket._early:
+        messages = media_socket.take_early_messages() + messages
+    if messages:
+        owner.on_media_messages(media_socket, messages)
+    if media_socket._pending_out:
+        media_socket.flush()
+    if media_socket.closed and media_socket.report_close_once():
+        owner.on_media_closed(
+            media_socket, media_socket.close_code or _CLOSE_ABNORMAL, media_socket.close_reason
+        )
+
+
+class PumpStatistics:
+    __slots__ = ("bytes", "idle_skipped", "messages", "sockets", "sweep_seconds", "sweeps")
+
+    def __init__(self) -> None:
+        self.idle_skipped = 0  # socket visits saved by the readiness set
+        self.sweeps = 0
+        self.bytes = 0
+        self.messages = 0
+        self.sockets = 0
+        self.sweep_seconds = 0.0
+
+
+class MediaPump:
+    """One task that sweeps every registered media socket each ``sweep_interval_ms``.
+
+    ``register(sock, owner)`` hands a connected media socket over (after its handshake);
+    from then on the pump reads it and calls ``owner.on_media_messages`` /
+    ``owner.on_media_closed`` synchronously. ``unregister`` takes it back.
+    """
+
+    def __init__(self, sweep_interval_ms: int,
+                 clock: Callable[[], float] = time.perf_counter,
+                 use_epoll: bool = True) -> None:
+        if sweep_interval_ms <= 0:
+            raise ValueError(f"sweep_interval_ms must be > 0, got {sweep_interval_ms}")
+        self.sweep_interval_s = sweep_interval_ms / 1000.0
+        self._sockets: dict[MediaSocket, MediaSocketOwner] = {}
+        self._clock = clock
+        self._batch = IngestBatch(max_connections=1024, max_records=8192)
+        # Our own readiness set (level-triggered), so a sweep only touches sockets with
+        # bytes waiting: idle sockets (transcript, chat) cost nothing per sweep.
+        self._epoll: select.epoll | None = select.epoll() if use_epoll and hasattr(
+            select, "epoll") else None
+        self._by_fd: dict[int, MediaSocket] = {}
+        self._attention: set[MediaSocket] = set()
+        self.stats = PumpStatistics()
+        self._wake = trio.Event()
+
+    def register(self, media_socket: MediaSocket, owner: MediaSocketOwner) -> None:
+        media_socket.owner = owner
+        self._sockets[media_socket] = owner
+        self._attention.add(media_socket)
+        if self._epoll is not None:
+            fd = media_socket.sock.fileno()
+            try:
+                self._epoll.register(fd, select.EPOLLIN)
+            except OSError:
+                self._epoll = None  # cannot poll this kind of socket: visit every socket
+            else:
+                self._by_fd[fd] = media_socket
+        self.stats.sockets = len(self._sockets)
+        self._wake.set()
+
+    def unregister(self, media_socket: MediaSocket) -> None:
+        if self._sockets.pop(media_socket, None) is None:
+            return
+        if self._epoll is not None:
+            for fd, known in list(self._by_fd.items()):
+                if known is media_socket:
+                    del self._by_fd[fd]
+                    with contextlib.suppress(OSError, ValueError):
+                        self._epoll.unregister(fd)
+        self.stats.sockets = len(self._sockets)
+
+    def _due(self) -> list[tuple[MediaSocket, MediaSocketOwner]]:
+        """Sockets to visit this sweep: those with bytes waiting (one epoll_wait for all),
+        new ones (messages that came with the handshake), those with output still queued,
+        and any the poll set does not hold. Without epoll, every socket."""
+        sockets = self._sockets
+        if self._epoll is None:
+            return list(sockets.items())
+        due: dict[MediaSocket, MediaSocketOwner] = {}
+        for media_socket in self._attention:
+            owner = sockets.get(media_socket)
+            if owner is not None:
+                due[media_socket] = owner
+        self._attention.clear()
+        by_fd = self._by_fd
+        for fd, _ in self._epoll.poll(0):
+            ready = by_fd.get(fd)
+            if ready is not None:
+                owner = sockets.get(ready)
+                if owner is not None:
+                    due[ready] = owner
+        for media_socket, owner in sockets.items():  # ~40 ns per socket
+            if media_socket._pending_out:
+                due[media_socket] = owner
+        self.stats.idle_skipped += len(sockets) - len(due)
+        return list(due.items())
+
+    def sweep(self) -> int:
+        """Read every registered socket once; return the number of messages delivered.
+
+        Sockets with native ingest state go through ONE ``IngestBatch.run`` call for the
+        whole sweep (audio straight into rings); the others through wsproto.
+        """
+        delivered = 0
+        started = self._clock()
+        now = trio.current_time()
+        batch_sockets: list[MediaSocket] = []
+        for media_socket, owner in self._due():
+            before = media_socket.bytes_received
+            if media_socket.ingest is not None:
+                media_socket.read_raw()
+                if media_socket.bytes_received != before:
+                    self.stats.bytes += media_socket.bytes_received - before
+                    media_socket.last_activity_s = now
+                if media_socket._inbuf:
+                    batch_sockets.append(media_socket)
+                else:
+                    self._finish(media_socket, owner, [])
+                continue
+            messages = media_socket.read_available()
+            delivered += len(messages)
+            self.stats.bytes += media_socket.bytes_received - before
+            self._finish(media_socket, owner, messages)
+        if batch_sockets:
+            delivered += self._run_batches(batch_sockets)
+        self.stats.sweeps += 1
+        self.stats.messages += delivered
+        self.stats.sweep_seconds += self._clock() - started
+        return delivered
+
+    def _finish(self, media_socket: MediaSocket, owner: MediaSocketOwner,
+                messages: list[bytes]) -> None:
+        try:
+            _deliver(media_socket, owner, messages)
+        finally:
+            if media_socket.closed:
+                self.unregister(media_socket)
+
+    def _run_batches(self, sockets: list[MediaSocket]) -> int:
+        delivered = 0
+        batch = self._batch
+        for start in range(0, len(sockets), batch.max_connections):
+            chunk = sockets[start : start + batch.max_connections]
+            messages: dict[MediaSocket, list[bytes]] = {s: [] for s in chunk}
+            audio: set[MediaSocket] = set()
+            pending = chunk
+            for _ in range(_MAX_BATCH_ROUNDS):
+                inputs: list[tuple[IngestConnection, bytearray]] = []
+                for s in pending:
+                    assert s.ingest is not None
+                    inputs.append((s.ingest, s._inbuf))
+                result = batch.run(inputs)
+                del inputs  # release the buffers before resizing them
+                for s, consumed in zip(pending, result.consumed, strict=True):
+                    if consumed:
+                        audio.add(s)
+                        del s._inbuf[:consumed]
+                for record in result.records:
+                    s = pending[record.conn]
+                    kind = record.kind
+                    if kind is RecordKind.MESSAGE:
+                        messages[s].append(record.payload)
+                    elif kind is RecordKind.CONTROL:
+                        s.handle_control(record.opcode, record.payload)
+                    else:
+                        owner = self._sockets.get(s)
+                        if owner is not None:
+                            owner.on_ingest_record(s, record)
+                        if kind is RecordKind.ERROR and record.fatal:
+                            s._fail(1002, f"unusable byte stream: {record.error.name}")
+                if not result.call_again:
+                    break
+                pending = [s for s in pending if s._inbuf and not s.closed]
+                if not pending:
+                    break
+            else:
+                # round limit: what is left may hold whole frames; come back next sweep
+                self._attention.update(s for s in pending if s._inbuf)
+            for s in chunk:
+                owner = self._sockets.get(s)
+                if owner is None:
+                    continue
+                if s in audio:
+                    owner.on_audio_ingested(s)
+                delivered += len(messages[s])
+                self._finish(s, owner, messages[s])
+        return delivered
+
+    async def run(self) -> None:
+        """Sweep forever (until cancelled). Idle while no socket is registered."""
+        next_tick = trio.current_time()
+        while True:
+            if not self._sockets:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                next_tick = trio.current_time()
+            self.sweep()
+            next_tick += self.sweep_interval_s
+            now = trio.current_time()
+            if next_tick < now:  # fell behind: skip missed ticks instead of bursting
+                next_tick = now + self.sweep_interval_s * (
+                    1.0 - math.fmod(now - next_tick, self.sweep_interval_s) / self.sweep_interval_s
+                )
+            await trio.sleep_until(next_tick)
+
+
+async def run_socket_task(media_socket: MediaSocket, owner: MediaSocketOwner) -> None:
+    """The per-socket alternative to the pump: wake on readability, deliver, until closed."""
+    media_socket.owner = owner
+    _deliver(media_socket, owner, [])
+    while not media_socket.closed:
+        try:
+            await trio.lowlevel.wait_readable(media_socket.sock)
+        except (trio.ClosedResourceError, OSError, ValueError):
+            media_socket._mark_closed(_CLOSE_ABNORMAL, "closed locally")
+            break
+        messages = media_socket.read_available()
+        _deliver(media_socket, owner, messages)
+    _deliver(media_socket, owner, [])

@@ -1,0 +1,1286 @@
+"""One RTMS session over Trio: join, stream, keep alive, reconnect, close.
+
+A ``Session`` owns one signaling WebSocket (trio-websocket; control plane) and its media
+sockets (``pump.MediaSocket``; data plane). Lifecycle:
+
+1. signaling: connect, SIGNALING_HAND_SHAKE_REQ (1) -> RESP (2) with the media URLs
+   (per-type keys, ``all``, or a bare string are all accepted);
+2. media: one socket per media type (``split``) or one for all (``unified``), each with
+   DATA_HAND_SHAKE_REQ (3) -> RESP (4); then CLIENT_READY_ACK (7) and EVENT_SUBSCRIPTION (5);
+3. streaming: the engine's pump (or a per-socket task) delivers media messages to
+   ``on_media_messages`` synchronously; keep-alives (12) are answered right there, on the
+   socket they came in on, before anything else; audio goes into one ring per participant
+   (decoded by the native batched kernel with the pump, or here in Python otherwise),
+   everything else becomes typed events;
+4. end: the server ends the stream (STREAM_STATE_UPDATE terminated) or ``close()`` asks for
+   a graceful close (STREAM_CLOSE_REQ 21, wait for 22 within ``close_timeout_s``, close 1000
+   on every socket); an abnormal drop reconnects within Zoom's windows (media 30 s,
+   signaling 60 s), with backoff and jitter, against an ABSOLUTE deadline set at the first
+   drop of an episode: repeated drops never extend it. Past it, the outcome is StreamLost.
+
+The outcome is always one typed ``StreamStopped`` event. A session never raises into the
+engine: any unexpected error becomes outcome ``failed``. This module must never parse
+WebSocket frames itself (``pump`` does), block the Trio thread, or wait on a consumer.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import ssl
+import sys
+import time
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import trio
+import trio_websocket
+
+from rtms_fast import codecs
+from rtms_fast.events import (
+    ActiveSpeakerChanged,
+    AudioStreamStarted,
+    ChatReceived,
+    EngineEvent,
+    EventBroadcaster,
+    MediaFrameReceived,
+    MediaInterrupted,
+    MediaReconnected,
+    ParticipantJoined,
+    ParticipantLeft,
+    RtmsSessionStateChanged,
+    ServerEvent,
+    SessionStateChanged,
+    StreamLost,
+    StreamStateChanged,
+    StreamStopped,
+    TranscriptReceived,
+)
+from rtms_fast.ingest import (
+    Codec,
+    ContentType,
+    IngestConfig,
+    IngestConnection,
+    IngestError,
+    IngestRecord,
+    RecordKind,
+    SampleFormat,
+)
+from rtms_fast.protocol import (
+    AudioParams,
+    ClientReadyAck,
+    DeskshareParams,
+    EventSubscriptionItem,
+    EventType,
+    EventUpdate,
+    KeepAliveRequest,
+    KeepAliveResponse,
+    MediaDataAudio,
+    MediaDataChat,
+    MediaDataShare,
+    MediaDataTranscript,
+    MediaDataVideo,
+    MediaHandshakeRequest,
+    MediaHandshakeResponse,
+    MediaParams,
+    MediaType,
+    ProtocolError,
+    SessionStateUpdate,
+    SignalingHandshakeRequest,
+    SignalingHandshakeResponse,
+    StreamCloseRequest,
+    StreamCloseResponse,
+    StreamState,
+    StreamStateUpdate,
+    ToleranceStats,
+    TranscriptParams,
+    UnknownMessageType,
+    VideoParams,
+    decode_message,
+    encode_message,
+)
+from rtms_fast.protocol import EventSubscription as EventSubscriptionMsg
+from rtms_fast.protocol.enums import (
+    AudioChannel,
+    AudioSampleRate,
+    DataOption,
+    MediaCodec,
+    MediaContentType,
+    StopReason,
+)
+from rtms_fast.protocol.signature import rtms_signature
+from rtms_fast.protocol.webhook import Product, StreamStart
+from rtms_fast.pump import (
+    MediaPump,
+    MediaSocket,
+    MediaSocketError,
+    open_tcp_socket,
+    run_socket_task,
+)
+from rtms_fast.ring import (
+    AudioRing,
+    MemoryBudget,
+    RingBudgetExceededError,
+    RingNotifier,
+    RingOverflowPolicy,
+)
+from rtms_fast.settings import EngineSettings
+from rtms_fast.stats import DropReason, MediaCounters, RingStats, SessionCounters, SessionStats
+
+if sys.version_info < (3, 11):  # pragma: no cover - trio brings the backport there
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = [
+    "CLIENT_AGENT",
+    "Session",
+    "SessionPhase",
+    "SessionSpec",
+]
+
+CLIENT_AGENT: Final = "rtms-fast-0.1.0"
+_MEDIA_BITS: Final = {
+    "audio": MediaType.AUDIO,
+    "video": MediaType.VIDEO,
+    "deskshare": MediaType.DESKSHARE,
+    "transcript": MediaType.TRANSCRIPT,
+    "chat": MediaType.CHAT,
+}
+_CODECS: Final = {"l16": MediaCodec.L16, "g711": MediaCodec.G711, "g722": MediaCodec.G722,
+                  "opus": MediaCodec.OPUS}
+_POLICIES: Final = {
+    "drop_oldest": RingOverflowPolicy.DROP_OLDEST,
+    "drop_newest": RingOverflowPolicy.DROP_NEWEST,
+    "backpressure": RingOverflowPolicy.BACKPRESSURE,
+}
+_SUBSCRIBED_EVENTS: Final = (2, 3, 4, 5, 6, 7, 8, 9)
+_MIXED_KEY: Final = "mixed"
+_INGEST_DROPS: Final = {
+    "INGEST_SLOTS_FULL": DropReason.TOO_MANY_PARTICIPANTS,
+    "INGEST_BUDGET": DropReason.RING_MEMORY_CEILING,
+    "INGEST_CODEC": DropReason.UNSUPPORTED_CODEC,
+}
+_CLEAN_CLOSE_CODES: Final = (1000, 1001)
+
+
+class SessionPhase(str, enum.Enum):
+    """The engine-side lifecycle of one session."""
+
+    PENDING = "pending"
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    CLOSING = "closing"
+    STOPPED = "stopped"
+
+
+class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What is needed to join one RTMS stream.
+
+    ``signature_id`` is the product's id (meeting/webinar ``meeting_uuid``, Video SDK
+    ``session_id``, Contact Center ``engagement_id``); it always travels as ``meeting_uuid``.
+    Give ``signature`` or both ``client_id`` and ``client_secret``.
+    """
+
+    rtms_stream_id: str
+    signature_id: str
+    server_urls: str
+    product: Product = Product.MEETING
+    client_id: str | None = None
+    client_secret: str | None = None
+    signature: str | None = None
+
+    @classmethod
+    def from_start(
+        cls, start: StreamStart, client_id: str | None, client_secret: str | None
+    ) -> SessionSpec:
+        return cls(
+            rtms_stream_id=start.rtms_stream_id,
+            signature_id=start.signature_id,
+            server_urls=start.server_urls,
+            product=start.product,
+            client_id=client_id,
+            client_secret=client_secret,
+            signature=start.signature,
+        )
+
+    def resolved_signature(self) -> str:
+        if self.signature:
+            return self.signature
+        if not self.client_id or not self.client_secret:
+            raise ValueError(
+                f"stream {self.rtms_stream_id}: need a signature or client_id and client_secret"
+            )
+        return rtms_signature(
+            self.client_id, self.signature_id, self.rtms_stream_id, self.client_secret
+        )
+
+
+class _Rejected(Exception):
+    def __init__(self, status_code: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+class _Ended(Exception):
+    """The server ended the stream (``stop_reason`` may be None: closed without a reason)."""
+
+    def __init__(self, stop_reason: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.stop_reason = stop_reason
+
+
+class _Lost(Exception):
+    def __init__(self, socket_kind: Literal["signaling", "media"], detail: str) -> None:
+        super().__init__(detail)
+        self.socket_kind: Literal["signaling", "media"] = socket_kind
+
+
+class _SignalingDropped(Exception):
+    pass
+
+
+class _Participant:
+    __slots__ = ("channels", "key", "ring", "user_id", "user_name")
+
+    def __init__(self, key: str, user_id: int | None, user_name: str | None,
+                 ring: AudioRing, channels: int) -> None:
+        self.key = key
+        self.user_id = user_id
+        self.user_name = user_name
+        self.ring = ring
+        self.channels = channels
+
+
+class _AudioDecoder:
+    """Negotiated audio format -> int16 PCM (and resampled/converted for the rings)."""
+
+    def __init__(self, params: AudioParams, settings: EngineSettings) -> None:
+        self.codec = int(params.codec)
+        self.rtp = int(params.content_type) == MediaContentType.RTP
+        self.rate_hz = AudioSampleRate(int(params.sample_rate)).hz
+        self.channels = int(params.channel)
+        self.mixed = int(params.data_opt) == DataOption.AUDIO_MIXED_STREAM
+        self.output_rate_hz = settings.output_sample_rate or self.rate_hz
+        self.float_output = settings.output_dtype == "float32"
+        self.supported = self.codec in (MediaCodec.L16, MediaCodec.G711, MediaCodec.G722)
+        self._g722: dict[str, codecs.G722Decoder] = {}  # stateful: one per participant
+
+    def pcm(self, payload: bytes, key: str) -> npt.NDArray[np.int16] | None:
+        """int16 samples of one message payload of participant ``key``; None if the codec
+        is not supported."""
+        pt = -1
+        if self.rtp:
+            payload, pt = _strip_rtp(payload)
+        if self.codec == MediaCodec.L16:
+            usable = len(payload) - (len(payload) % 2)
+            return np.frombuffer(payload, dtype="<i2", count=usable // 2).astype(
+                np.int16, copy=False
+            )
+        if self.codec == MediaCodec.G711:
+            return codecs.decode_ulaw(payload) if pt == 0 else codecs.decode_alaw(payload)
+        if self.codec == MediaCodec.G722:
+            decoder = self._g722.get(key)
+            if decoder is None:
+                decoder = self._g722[key] = codecs.G722Decoder()
+            return decoder.decode(payload)
+        return None
+
+
+def _strip_rtp(packet: bytes) -> tuple[bytes, int]:
+    """(payload, payload type) of an RFC 3550 packet; ValueError if it is not one."""
+    if len(packet) < 12 or packet[0] >> 6 != 2:
+        raise ValueError("not an RTP packet")
+    csrc_count = packet[0] & 0x0F
+    offset = 12 + 4 * csrc_count
+    if packet[0] & 0x10:
+        if len(packet) < offset + 4:
+            raise ValueError("truncated RTP header extension")
+        offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")
+    end = len(packet)
+    if packet[0] & 0x20 and end > offset:
+        end -= packet[-1]
+    if offset > end:
+        raise ValueError("RTP header longer than the packet")
+    return packet[offset:end], packet[1] & 0x7F
+
+
+class _MediaSlot:
+    """One media socket position (one media type, or all of them in unified mode)."""
+
+    def __init__(self, session: Session, name: str, bits: int, url: str) -> None:
+        self.session = session
+        self.name = name
+        self.bits = bits
+        self.url = url
+        self.socket: MediaSocket | None = None
+        self.closed_event = trio.Event()
+        self.last_rx = trio.current_time()
+        self.heard_since_reconnect = True
+        self.ingest: IngestConnection | None = None
+        self.ingest_format: tuple[int, int, int, int] | None = None
+
+    # MediaSocketOwner
+    def on_media_messages(self, media_socket: MediaSocket, messages: list[bytes]) -> None:
+        self.last_rx = trio.current_time()
+        self.heard_since_reconnect = True
+        self.session._on_media_messages(self, media_socket, messages)
+
+    def on_media_closed(self, media_socket: MediaSocket, code: int, reason: str) -> None:
+        self.closed_event.set()
+
+    def on_ingest_record(self, media_socket: MediaSocket, record: IngestRecord) -> None:
+        self.last_rx = trio.current_time()
+        self.heard_since_reconnect = True
+        self.session._on_ingest_record(self, record)
+
+    def on_audio_ingested(self, media_socket: MediaSocket) -> None:
+        # activity time is kept by the pump (media_socket.last_activity_s), once per sweep
+        self.heard_since_reconnect = True
+        self.session.notifier.notify()
+
+
+class Session:
+    """One RTMS stream, joined and ingested until it ends; ``await run()`` in a nursery.
+
+    ``events`` is the session's broadcaster (``events.subscribe()`` for an async iterator);
+    ``participants()`` lists the audio streams, ``ring(key)`` gives a participant's ring.
+    """
+
+    def __init__(
+        self,
+        spec: SessionSpec,
+        settings: EngineSettings,
+        *,
+        pump: MediaPump | None = None,
+        budget: MemoryBudget | None = None,
+        engine_events: EventBroadcaster | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self._signature = spec.resolved_signature()
+        self._pump = pump
+        self._budget = budget
+        self._engine_events = engine_events
+        self._ssl_context = ssl_context
+        self._rng = rng or random.Random()
+        self.events = EventBroadcaster(settings.event_queue_size, settings.event_overflow)
+        self.counters = SessionCounters()
+        self.tolerance = ToleranceStats()
+        self.phase = SessionPhase.PENDING
+        self.outcome: StreamStopped | None = None
+        self.finished = trio.Event()
+        self.notifier = RingNotifier()
+        self._participants: dict[str, _Participant] = {}
+        self._audio: _AudioDecoder | None = None
+        self._resamplers: dict[str, Any] = {}
+        self._close_requested = trio.Event()
+        self._close_response = trio.Event()
+        self._stream_end: _Ended | None = None
+        self._stream_end_event = trio.Event()
+        self._end_done = trio.Event()
+        self._close_done = trio.Event()
+        self._signaling: trio_websocket.WebSocketConnection | None = None
+        self._slots: list[_MediaSlot] = []
+        self._sequence = self._rng.randrange(100_000, 10_000_000)
+        self._started_at = time.monotonic()
+        self._wall_started_at = time.time()
+        self._signaling_last_rx = 0.0
+        self._media_deadline: float | None = None
+        self._heard_since_reconnect = True
+        self._ingests: list[IngestConnection] = []
+
+    # ---- public --------------------------------------------------------------------------
+    @property
+    def rtms_stream_id(self) -> str:
+        return self.spec.rtms_stream_id
+
+    def participants(self) -> list[tuple[str, int | None, str | None]]:
+        """(key, user_id, user_name) of every participant with an audio ring."""
+        return [(p.key, p.user_id, p.user_name) for p in self._participants.values()]
+
+    def ring(self, key: str) -> AudioRing:
+        """The audio ring of participant ``key`` (str(user_id), a channel id, or "mixed")."""
+        return self._participants[key].ring
+
+    @property
+    def native_ingest_active(self) -> bool:
+        """True when this session's audio is decoded by the native batched kernel."""
+        return bool(self._ingests)
+
+    def channels(self, key: str) -> int:
+        """Interleaved channels in participant ``key``'s ring (1 mono, 2 stereo)."""
+        return self._participants[key].channels
+
+    @property
+    def audio_sample_rate_hz(self) -> int | None:
+        """Sample rate of the audio in the rings (None before the audio handshake)."""
+        return None if self._audio is None else self._audio.output_rate_hz
+
+    def close(self) -> None:
+        """Ask for a graceful close (STREAM_CLOSE_REQ, then WebSocket closes); returns at once."""
+        self._close_requested.set()
+
+    async def run(self) -> StreamStopped:
+        """Join and ingest until the stream ends, is closed, is lost or fails.
+
+        Always ends with exactly one ``StreamStopped`` event, closed event streams and
+        ``finished`` set, even when cancelled (outcome ``closed``, then re-raised).
+        """
+        try:
+            try:
+                outcome = await self._run()
+            except Exception as exc:  # contained: a session never takes the engine down
+                outcome = self._stopped("failed", detail=f"{type(exc).__name__}: {exc}")
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._teardown()
+            if self.outcome is None:
+                self.outcome = outcome
+        finally:
+            if self.outcome is None:
+                self.outcome = self._stopped("closed", detail="cancelled")
+            self._set_phase(SessionPhase.STOPPED)
+            self._publish(self.outcome)
+            self.events.close()
+            self.notifier.notify()
+            self.finished.set()
+        return self.outcome
+
+    def stats(self) -> SessionStats:
+        c = self.counters
+        rings = []
+        ring_lost = 0
+        for p in self._participants.values():
+            s = p.ring.stats()
+            # nothing retries a refused write, so refused samples are lost too
+            lost = s.dropped + s.refused
+            ring_lost += lost
+            rings.append(RingStats(participant=p.key, capacity_samples=s.capacity,
+                                   fill_samples=s.fill, written_samples=s.written,
+                                   dropped_samples=lost))
+        tolerated = {k: v for k, v in self.tolerance.as_dict().items() if v}
+        tolerated.update({k: v for k, v in c.tolerated.items() if v})
+        media = c.media_snapshot()
+        drops = dict(c.drops)
+        if self._ingests:
+            # Refused slots and undecodable audio arrive as ERROR records (counted per
+            # message in ``drops``); only ring refusals are counted here.
+            audio_messages = audio_bytes = 0
+            for ingest in self._ingests:
+                st = ingest.stats()
+                audio_messages += st.audio_messages
+                audio_bytes += st.bytes_consumed
+            old = media.get("audio", MediaCounters())
+            media["audio"] = MediaCounters(messages=old.messages + audio_messages,
+                                           bytes=old.bytes + audio_bytes)
+        if ring_lost:
+            drops[DropReason.RING_OVERFLOW] = ring_lost  # in samples, from the rings
+        outcome = self.outcome
+        return SessionStats(
+            rtms_stream_id=self.rtms_stream_id,
+            state=self.phase.value,
+            stop_reason=None if outcome is None else (outcome.stop_reason or outcome.outcome),
+            media=dict(sorted(media.items())),
+            drops=drops,
+            tolerated=tolerated,
+            reconnects=c.reconnects,
+            gaps_ms=c.gaps_ms,
+            keepalives_answered=c.keepalives_answered,
+            keepalive_lag_ms=c.keepalive_lag_ms,
+            participants=len(self._participants),
+            rings=rings,
+            started_at_s=self._wall_started_at,
+            uptime_s=time.monotonic() - self._started_at,
+        )
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def _publish(self, event: EngineEvent) -> None:
+        self.events.publish(event)
+        if self._engine_events is not None:
+            self._engine_events.publish(event)
+
+    def _set_phase(self, phase: SessionPhase) -> None:
+        if phase is self.phase:
+            return
+        previous, self.phase = self.phase, phase
+        self._publish(SessionStateChanged(rtms_stream_id=self.rtms_stream_id,
+                                          received_at_ms=self._now_ms(),
+                                          previous=previous.value, state=phase.value))
+
+    def _stopped(self, outcome: Literal["ended", "closed", "lost", "rejected", "failed"],
+                 **kw: Any) -> StreamStopped:
+        return StreamStopped(rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                             outcome=outcome, **kw)
+
+    def _lost(self, socket_kind: Literal["signaling", "media"], detail: str) -> StreamLost:
+        reason = (StopReason.DATA_CONNECTION_INTERRUPTED if socket_kind == "media"
+                  else StopReason.SIGNAL_CONNECTION_INTERRUPTED)
+        window = (self.settings.media_reconnect_window_s if socket_kind == "media"
+                  else self.settings.signaling_reconnect_window_s)
+        return StreamLost(rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                          outcome="lost", stop_reason=reason.name, detail=detail,
+                          socket=socket_kind, window_s=window)
+
+    def _next_sequence(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    def _backoff_s(self, attempt: int) -> float:
+        s = self.settings
+        delay = min(s.reconnect_backoff_max_s, s.reconnect_backoff_base_s * (2 ** attempt))
+        spread = delay * s.reconnect_backoff_jitter
+        return float(max(0.0, delay + self._rng.uniform(-spread, spread)))
+
+    # ---- main loop -----------------------------------------------------------------------
+    async def _run(self) -> StreamStopped:
+        window = self.settings.signaling_reconnect_window_s
+        deadline: float | None = None  # absolute (Trio clock) end of the current episode
+        attempt = 0
+        while True:
+            try:
+                await self._connect_and_stream(reconnecting=deadline is not None)
+                return self._stopped("closed", detail="closed by the client")
+            except BaseException as raised:
+                exc = _classify(raised)
+                if exc is None:
+                    raise
+            if isinstance(exc, _Rejected):
+                return self._stopped("rejected", status_code=exc.status_code, detail=exc.detail)
+            if isinstance(exc, _Ended):
+                name = None
+                if exc.stop_reason is not None:
+                    reason = StopReason.coerce(exc.stop_reason)
+                    name = reason.name if isinstance(reason, StopReason) else str(reason)
+                return self._stopped("ended", stop_reason=name, detail=str(exc))
+            if isinstance(exc, _Lost):
+                return self._lost("media", str(exc))
+            if isinstance(exc, _ClosedByClient) or self._close_requested.is_set():
+                return self._stopped("closed", detail="closed by the client")
+            # An abnormal drop of signaling (or a failed join): rejoin from scratch within
+            # the signaling window, counted from the FIRST drop of this episode.
+            now = trio.current_time()
+            # A new episode (and deadline) only once the previous reconnect proved itself
+            # by receiving something; a zombie reconnect does not reset the clock.
+            if deadline is None or (now > deadline and self._heard_since_reconnect):
+                deadline = now + window
+                attempt = 0
+                self._publish(MediaInterrupted(
+                    rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                    socket="signaling", deadline_in_s=window))
+            self._heard_since_reconnect = False
+            self._set_phase(SessionPhase.RECONNECTING)
+            await self._teardown()
+            delay = min(self._backoff_s(attempt), max(0.0, deadline - trio.current_time()))
+            attempt += 1
+            with trio.move_on_after(delay):
+                await self._close_requested.wait()
+            if self._close_requested.is_set():
+                return self._stopped("closed", detail="closed while reconnecting")
+            if window <= 0 or trio.current_time() >= deadline:
+                return self._lost(
+                    "signaling", f"signaling not back within {window} s of the first drop: {exc}")
+            self.counters.reconnects += 1
+
+    async def _connect_and_stream(self, reconnecting: bool) -> None:
+        s = self.settings
+        self._set_phase(SessionPhase.CONNECTING)
+        interrupted_at = trio.current_time() if reconnecting else None
+        self._stream_end = None
+        self._stream_end_event = trio.Event()
+        self._end_done = trio.Event()
+        url = urlsplit(self.spec.server_urls)
+        if url.scheme not in ("ws", "wss") or not url.hostname:
+            raise _Rejected(None, f"server_urls must be a ws:// or wss:// URL, "
+                                  f"got {self.spec.server_urls!r}")
+        tls = url.scheme == "wss"
+        port = url.port or (443 if tls else 80)
+        resource = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        async with trio.open_nursery() as ws_nursery:
+            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+            try:
+                with trio.fail_after(s.handshake_timeout_s):
+                    if s.proxy is not None:
+                        raw = await open_tcp_socket(url.hostname, port, s.proxy)
+                        tcp = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
+                    else:
+                        tcp = await trio.open_tcp_stream(url.hostname, port)
+                    stream = tcp
+                    if tls:
+                        context = self._ssl_for(self.spec.server_urls)
+                        assert context is not None
+                        stream = trio.SSLStream(tcp, context, server_hostname=url.hostname,
+                                                https_compatible=True)
+                    ws = await trio_websocket.wrap_client_stream(
+                        ws_nursery, stream, url.hostname if port == (443 if tls else 80)
+                        else f"{url.hostname}:{port}", resource,
+                        message_queue_size=64, max_message_size=s.max_message_bytes)
+                self._signaling = ws
+                graceful = False
+                try:
+                    await self._handshake_and_stream(ws, interrupted_at)
+                    graceful = True
+                except BaseException as exc:
+                    # Cancelled (engine shutdown deadline): no close handshake, just close.
+                    graceful = not any(isinstance(e, trio.Cancelled) for e in _leaves(exc))
+                    raise
+                finally:
+                    self._signaling = None
+                    if graceful:
+                        with trio.CancelScope(shield=True), \
+                                trio.move_on_after(s.close_timeout_s):
+                            await ws.aclose(code=1000)
+            finally:
+                # trio-websocket leaves the stream open after a server-initiated close.
+                if stream is not None:
+                    with trio.CancelScope(shield=True):
+                        await trio.aclose_forcefully(stream)
+                ws_nursery.cancel_scope.cancel()
+
+    async def _handshake_and_stream(
+        self, ws: trio_websocket.WebSocketConnection, interrupted_at: float | None
+    ) -> None:
+        s = self.settings
+        with trio.fail_after(s.handshake_timeout_s):
+            response = await self._signaling_handshake(ws)
+        self._slots = self._plan_slots(self._media_urls(response))
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(s.handshake_timeout_s):
+                async with trio.open_nursery() as handshakes:
+                    for slot in self._slots:
+                        handshakes.start_soon(self._open_media, slot)
+            await ws.send_message(encode_message(ClientReadyAck(
+                rtms_stream_id=self.rtms_stream_id)).decode())
+            await ws.send_message(encode_message(EventSubscriptionMsg(events=[
+                EventSubscriptionItem(event_type=t, subscribe=True)
+                for t in _SUBSCRIBED_EVENTS])).decode())
+            if interrupted_at is not None:
+                gap_s = trio.current_time() - interrupted_at
+                self._account_gap(gap_s)
+                self._publish(MediaReconnected(rtms_stream_id=self.rtms_stream_id,
+                                               received_at_ms=self._now_ms(),
+                                               gap_ms=gap_s * 1000))
+            self._set_phase(SessionPhase.STREAMING)
+            for slot in self._slots:
+                self._attach(nursery, slot)
+                nursery.start_soon(self._supervise_media, nursery, slot)
+            nursery.start_soon(self._keepalive_watchdog)
+            nursery.start_soon(self._close_watcher, ws)
+            nursery.start_soon(self._end_watcher, ws)
+            await self._signaling_loop(ws)
+            nursery.cancel_scope.cancel()
+
+    def _ssl_for(self, url: str) -> ssl.SSLContext | None:
+        if not url.startswith("wss://"):
+            return None
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=self.settings.ca_file)
+        return self._ssl_context
+
+    async def _signaling_handshake(
+        self, ws: trio_websocket.WebSocketConnection
+    ) -> SignalingHandshakeResponse:
+        request = SignalingHandshakeRequest(
+            meeting_uuid=self.spec.signature_id, rtms_stream_id=self.rtms_stream_id,
+            signature=self._signature, sequence=self._next_sequence(),
+            rtms_client_agent=CLIENT_AGENT)
+        await ws.send_message(encode_message(request).decode())
+        while True:
+            raw = await ws.get_message()
+            self._signaling_last_rx = trio.current_time()
+            msg = self._decode(raw)
+            if msg is None:
+                continue
+            if isinstance(msg, KeepAliveRequest):
+                await self._answer_keepalive_ws(ws, msg)
+                continue
+            if isinstance(msg, SignalingHandshakeResponse):
+                if msg.status_code is None or msg.status_code != 0:
+                    raise _Rejected(msg.status_code,
+                                    f"signaling handshake refused: status {msg.status_code} "
+                                    f"{msg.reason or ''}".strip())
+                return msg
+            self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
+
+    def _media_urls(self, response: SignalingHandshakeResponse) -> dict[str, str]:
+        server = response.media_server
+        if server is None:
+            raise _Rejected(None, "signaling handshake response has no media_server")
+        urls = server.server_urls
+        if isinstance(urls, str):  # tolerated shape (section 19)
+            return {"all": urls}
+        found = {key: getattr(urls, key) for key in (*_MEDIA_BITS, "all")}
+        return {k: v for k, v in found.items() if isinstance(v, str) and v}
+
+    def _plan_slots(self, urls: dict[str, str]) -> list[_MediaSlot]:
+        wanted = self.settings.media_types
+        if not urls:
+            raise _Rejected(None, "the server offered no media URL")
+        if self.settings.media_mode == "unified":
+            url = urls.get("all") or next(iter(urls.values()))
+            bits = 0
+            for name in wanted:
+                bits |= int(_MEDIA_BITS[name])
+            return [_MediaSlot(self, "all", bits, url)]
+        slots = []
+        for name in wanted:
+            slot_url = urls.get(name) or urls.get("all")
+            if slot_url is None:
+                self.counters.tolerated[f"no_url_for_{name}"] += 1
+                continue
+            slots.append(_MediaSlot(self, name, int(_MEDIA_BITS[name]), slot_url))
+        if not slots:
+            raise _Rejected(None, f"the server offered no URL for {', '.join(wanted)}")
+        return slots
+
+    def _media_params(self, bits: int) -> MediaParams | None:
+        s = self.settings
+        audio = video = deskshare = transcript = None
+        if bits & MediaType.AUDIO:
+            audio = AudioParams(
+                content_type=MediaContentType.RTP if s.audio_content_type == "rtp"
+                else MediaContentType.RAW_AUDIO,
+                codec=_CODECS[s.audio_codec_preferences[0]],
+                sample_rate=AudioSampleRate.from_hz(s.audio_sample_rate_hz),
+                channel=AudioChannel(s.audio_channels),
+                data_opt=DataOption.AUDIO_MULTI_STREAMS if s.audio_data_opt == "multi"
+                else DataOption.AUDIO_MIXED_STREAM,
+                send_rate=s.audio_send_rate_ms,
+            )
+        if bits & MediaType.VIDEO:
+            video = VideoParams(codec=MediaCodec.JPG, fps=5)
+        if bits & MediaType.DESKSHARE:
+            deskshare = DeskshareParams(codec=MediaCodec.JPG, fps=1)
+        if bits & MediaType.TRANSCRIPT:
+            transcript = TranscriptParams(src_language=s.transcript_language,
+                                          enable_lid=s.transcript_language == -1)
+        if audio is None and video is None and deskshare is None and transcript is None:
+            return None
+        return MediaParams(audio=audio, video=video, deskshare=deskshare, transcript=transcript)
+
+    async def _open_media(self, slot: _MediaSlot) -> None:
+        s = self.settings
+        sock = await MediaSocket.connect(
+            slot.url, ssl_context=self._ssl_for(slot.url), timeout_s=s.handshake_timeout_s,
+            max_message_bytes=s.max_message_bytes, proxy=s.proxy)
+        try:
+            request = MediaHandshakeRequest(
+                meeting_uuid=self.spec.signature_id, rtms_stream_id=self.rtms_stream_id,
+                signature=self._signature, media_type=MediaType(slot.bits),
+                media_params=self._media_params(slot.bits), sequence=self._next_sequence())
+            sock.send_message(encode_message(request))
+            early: list[bytes] = []
+            while True:
+                raw = await sock.receive_message()
+                msg = self._decode(raw)
+                if isinstance(msg, MediaHandshakeResponse):
+                    break
+                if isinstance(msg, KeepAliveRequest):
+                    self._answer_keepalive_sock(sock, msg)
+                elif msg is not None:
+                    # media before the handshake answer: keep it, in order (section 19)
+                    self.tolerance.media_before_handshake += 1
+                    early.append(raw)
+            if msg.status_code is None or msg.status_code != 0:
+                raise _Rejected(msg.status_code,
+                                f"{slot.name} media handshake refused: status "
+                                f"{msg.status_code} {msg.reason or ''}".strip())
+            self._negotiated(slot, msg)
+            sock.start_data_phase(slot.ingest if self._pump is not None else None)
+            sock._early[:0] = early
+        except BaseException:
+            sock.abort()
+            raise
+        slot.socket = sock
+        slot.closed_event = trio.Event()
+        slot.last_rx = trio.current_time()
+
+    def _negotiated(self, slot: _MediaSlot, msg: MediaHandshakeResponse) -> None:
+        if not slot.bits & MediaType.AUDIO:
+            return
+        params = msg.media_params if isinstance(msg.media_params, MediaParams) else None
+        audio = params.audio if params is not None and params.audio is not None else None
+        if audio is None:  # no answer: assume what we asked for
+            requested = self._media_params(slot.bits)
+            assert requested is not None and requested.audio is not None
+            audio = requested.audio
+        decoder = _AudioDecoder(audio, self.settings)
+        self._setup_ingest(slot, audio, decoder)
+        if self._audio is not None and (
+            (self._audio.codec, self._audio.rate_hz, self._audio.channels)
+            != (decoder.codec, decoder.rate_hz, decoder.channels)
+        ):
+            self._resamplers.clear()
+        self._audio = decoder
+
+    def _setup_ingest(self, slot: _MediaSlot, audio: AudioParams,
+                      decoder: _AudioDecoder) -> None:
+        """Native ingest state for an audio socket (kept across reconnects of the slot)."""
+        s = self.settings
+        if self._pump is None or not s.native_ingest:
+            return
+        codec = {MediaCodec.L16: Codec.L16, MediaCodec.G711: Codec.PCMA,
+                 MediaCodec.G722: Codec.G722}.get(MediaCodec(decoder.codec)) \
+            if decoder.codec in MediaCodec._value2member_map_ else None
+        fmt = (decoder.codec, decoder.rate_hz, decoder.channels, int(decoder.rtp))
+        if slot.ingest is not None and slot.ingest_format == fmt:
+            slot.ingest.reset()
+            return
+        slot.ingest = None
+        if codec is None:
+            return
+        try:
+            config = IngestConfig(
+                codec=codec,
+                content_type=ContentType.RTP if decoder.rtp else ContentType.RAW,
+                input_rate_hz=decoder.rate_hz, channels=decoder.channels,
+                output_rate_hz=s.output_sample_rate or None,
+                sample_format=SampleFormat.FLOAT32 if decoder.float_output
+                else SampleFormat.INT16,
+                ring_capacity_ms=s.ring_capacity_ms, ring_policy=_POLICIES[s.overflow_policy],
+                max_participants=s.max_participants_per_session,
+                max_message_bytes=s.max_message_bytes, mixed=decoder.mixed,
+                fill_gaps=s.continuous_timeline)
+            slot.ingest = IngestConnection(config, self._budget)
+        except (IngestError, ValueError):
+            self.counters.tolerated["native_ingest_unavailable"] += 1
+            return
+        slot.ingest_format = fmt
+        self._ingests.append(slot.ingest)
+
+    def _on_ingest_record(self, slot: _MediaSlot, record: IngestRecord) -> None:
+        if record.kind is RecordKind.NEW_PARTICIPANT:
+            ingest = slot.ingest
+            if ingest is None:
+                return
+            if record.user_id is not None:
+                key, user_id = str(record.user_id), record.user_id
+            elif record.channel_id:
+                key, user_id = record.channel_id, None
+            else:
+                key, user_id = _MIXED_KEY, None
+            ring = ingest.ring(record.slot)
+            ring.notifier = self.notifier
+            known = key in self._participants
+            channels = ingest.config.channels
+            self._participants[key] = _Participant(key, user_id, record.user_name, ring,
+                                                   channels)
+            if not known:
+                self._publish(AudioStreamStarted(
+                    rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                    participant=key, user_id=user_id, user_name=record.user_name,
+                    sample_rate_hz=ingest.config.out_rate_hz, channels=channels,
+                    dtype=str(ingest.config.dtype)))
+        elif record.kind is RecordKind.ERROR:
+            self.counters.drop(_INGEST_DROPS.get(record.error.name,
+                                                 f"audio_{record.error.name.lower()}"))
+
+    def _attach(self, nursery: trio.Nursery, slot: _MediaSlot) -> None:
+        sock = slot.socket
+        assert sock is not None
+        if self._pump is not None:
+            self._pump.register(sock, slot)
+        else:
+            nursery.start_soon(run_socket_task, sock, slot)
+
+    async def _supervise_media(self, nursery: trio.Nursery, slot: _MediaSlot) -> None:
+        """Wait for the slot's socket to close; reconnect it after an abnormal drop."""
+        window = self.settings.media_reconnect_window_s
+        while True:
+            await slot.closed_event.wait()
+            sock = slot.socket
+            assert sock is not None
+            if self._pump is not None:
+                self._pump.unregister(sock)
+            code = sock.close_code or 1006
+            sock.abort()
+            if self._close_requested.is_set() or self._stream_end_event.is_set():
+                return
+            if code in _CLEAN_CLOSE_CODES:
+                # The server closed this media socket on purpose: give signaling a moment to
+                # say why (stream terminated); if it says nothing, the stream is over.
+                with trio.move_on_after(self.settings.close_timeout_s):
+                    await self._stream_end_event.wait()
+                self._end_stream(_Ended(None, f"{slot.name} media socket closed by the "
+                                              f"server ({code})"))
+                return
+            now = trio.current_time()
+            if self._media_deadline is None or (
+                now > self._media_deadline and slot.heard_since_reconnect
+            ):
+                self._media_deadline = now + window
+            slot.heard_since_reconnect = False
+            deadline = self._media_deadline
+            interrupted_at = now
+            self._set_phase(SessionPhase.RECONNECTING)
+            self._publish(MediaInterrupted(rtms_stream_id=self.rtms_stream_id,
+                                           received_at_ms=self._now_ms(), socket="media",
+                                           deadline_in_s=max(0.0, deadline - now)))
+            attempt = 0
+            while True:
+                if window <= 0 or trio.current_time() >= deadline:
+                    raise _Lost("media", f"{slot.name} media not back within {window} s "
+                                         f"of the first drop")
+                delay = min(self._backoff_s(attempt),
+                            max(0.0, deadline - trio.current_time()))
+                await trio.sleep(delay)
+                attempt += 1
+                try:
+                    with trio.move_on_at(deadline) as scope:
+                        await self._open_media(slot)
+                    if scope.cancelled_caught:
+                        continue
+                except (MediaSocketError, OSError, _Rejected):
+                    # e.g. status 31 while the server still holds the dropped socket
+                    self.counters.tolerated["media_reconnect_failure"] += 1
+                    continue
+                break
+            self.counters.reconnects += 1
+            gap_s = trio.current_time() - interrupted_at
+            self._account_gap(gap_s)
+            self._publish(MediaReconnected(rtms_stream_id=self.rtms_stream_id,
+                                           received_at_ms=self._now_ms(), gap_ms=gap_s * 1000))
+            if all(sl.socket is not None and not sl.socket.closed for sl in self._slots):
+                self._set_phase(SessionPhase.STREAMING)
+            self._attach(nursery, slot)
+
+    def _account_gap(self, gap_s: float) -> None:
+        self.counters.gaps_ms += gap_s * 1000.0
+        # The native kernel fills gaps itself from the senders' timestamps (exact when the
+        # server's clock runs on across the interruption); only the Python path fills here.
+        if self.settings.continuous_timeline and self._audio is not None and not self._ingests:
+            n = round(gap_s * self._audio.output_rate_hz) * self._audio.channels
+            for participant in self._participants.values():
+                participant.ring.write_silence(n)
+            self.notifier.notify()
+
+    async def _keepalive_watchdog(self) -> None:
+        timeout = self.settings.keepalive_timeout_s
+        period = min(1.0, timeout / 4)
+        while True:
+            await trio.sleep(period)
+            now = trio.current_time()
+            if now - self._signaling_last_rx > timeout:
+                self.counters.tolerated["signaling_keepalive_timeout"] += 1
+                raise _SignalingDropped(f"nothing received on signaling for {timeout} s")
+            for slot in self._slots:
+                sock = slot.socket
+                last_rx = max(slot.last_rx, sock.last_activity_s) if sock is not None else 0.0
+                if sock is not None and not sock.closed and now - last_rx > timeout:
+                    self.counters.tolerated["media_keepalive_timeout"] += 1
+                    sock.abort()
+                    slot.closed_event.set()
+
+    async def _signaling_loop(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Read signaling until it closes; raise what that close means."""
+        self._signaling_last_rx = trio.current_time()
+        while True:
+            try:
+                raw = await ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                code = exc.reason.code if exc.reason is not None else 1006
+                if self._close_requested.is_set():
+                    with trio.move_on_after(2 * self.settings.close_timeout_s):
+                        await self._close_done.wait()
+                    raise _ClosedByClient() from None
+                if self._stream_end is not None:
+                    with trio.move_on_after(2 * self.settings.close_timeout_s):
+                        await self._end_done.wait()
+                    raise self._stream_end from None
+                if code in _CLEAN_CLOSE_CODES:
+                    raise _Ended(None, f"signaling closed by the server ({code})") from None
+                raise _SignalingDropped(f"signaling dropped ({code})") from None
+            self._signaling_last_rx = trio.current_time()
+            self._heard_since_reconnect = True
+            msg = self._decode(raw)
+            if msg is None:
+                continue
+            if isinstance(msg, KeepAliveRequest):
+                await self._answer_keepalive_ws(ws, msg)
+            elif isinstance(msg, EventUpdate):
+                self._on_event(msg)
+            elif isinstance(msg, StreamStateUpdate):
+                self._publish(StreamStateChanged(
+                    rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                    state=msg.state, reason=msg.reason))
+                if msg.state == StreamState.TERMINATED:
+                    self._end_stream(_Ended(msg.reason, "the server ended the stream"))
+            elif isinstance(msg, SessionStateUpdate):
+                self._publish(RtmsSessionStateChanged(
+                    rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                    rtms_session_id=msg.rtms_session_id, state=msg.state, reason=msg.reason))
+            elif isinstance(msg, StreamCloseResponse):
+                self._close_response.set()
+            else:
+                self._route_data(msg, "signaling")
+
+    def _end_stream(self, end: _Ended) -> None:
+        if self._stream_end is None:
+            self._stream_end = end
+            self._stream_end_event.set()
+
+    async def _end_watcher(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """When the stream ends (server said so), close every socket with 1000."""
+        await self._stream_end_event.wait()
+        self._set_phase(SessionPhase.CLOSING)
+        try:
+            await self._close_sockets(ws)
+        finally:
+            self._end_done.set()
+
+    async def _close_watcher(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """On ``close()``: STREAM_CLOSE_REQ, wait for the answer (bounded), close 1000."""
+        await self._close_requested.wait()
+        self._set_phase(SessionPhase.CLOSING)
+        try:
+            await ws.send_message(encode_message(StreamCloseRequest(
+                rtms_stream_id=self.rtms_stream_id, timestamp=self._now_ms())).decode())
+            with trio.move_on_after(self.settings.close_timeout_s):
+                await self._close_response.wait()
+        except trio_websocket.ConnectionClosed:
+            pass
+        try:
+            await self._close_sockets(ws)
+        finally:
+            self._close_done.set()
+
+    async def _close_sockets(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Close 1000 on every socket, each bounded by close_timeout_s."""
+        timeout = self.settings.close_timeout_s
+        async with trio.open_nursery() as nursery:
+            for slot in self._slots:
+                sock = slot.socket
+                if sock is not None and not sock.closed:
+                    if self._pump is not None:
+                        self._pump.unregister(sock)
+                    nursery.start_soon(sock.aclose, 1000, timeout)
+            with trio.move_on_after(timeout):
+                await ws.aclose(code=1000)
+
+    async def _teardown(self) -> None:
+        for slot in self._slots:
+            sock = slot.socket
+            if sock is not None:
+                if self._pump is not None:
+                    self._pump.unregister(sock)
+                sock.abort()
+        ws = self._signaling
+        if ws is not None and not ws.closed:
+            with trio.move_on_after(self.settings.close_timeout_s):
+                await ws.aclose(code=1000)
+
+    # ---- messages ------------------------------------------------------------------------
+    def _decode(self, raw: bytes | str) -> Any:
+        try:
+            return decode_message(raw, self.tolerance)
+        except UnknownMessageType:
+            self.counters.drop(DropReason.UNKNOWN_MESSAGE_TYPE)
+        except ProtocolError:
+            self.counters.drop(DropReason.MALFORMED_MESSAGE)
+        return None
+
+    async def _answer_keepalive_ws(self, ws: trio_websocket.WebSocketConnection,
+                                   msg: KeepAliveRequest) -> None:
+        await ws.send_message(encode_message(KeepAliveResponse(
+            timestamp=msg.timestamp, sequence=msg.sequence)).decode())
+        self._note_keepalive(msg)
+
+    def _answer_keepalive_sock(self, sock: MediaSocket, msg: KeepAliveRequest) -> None:
+        sock.send_message(encode_message(KeepAliveResponse(
+            timestamp=msg.timestamp, sequence=msg.sequence)))
+        self._note_keepalive(msg)
+
+    def _note_keepalive(self, msg: KeepAliveRequest) -> None:
+        self.counters.keepalives_answered += 1
+        if msg.timestamp is not None:
+            self.counters.keepalive_lag_ms = max(0.0, time.time() * 1000 - msg.timestamp)
+
+    def _on_media_messages(self, slot: _MediaSlot, sock: MediaSocket,
+                           messages: list[bytes]) -> None:
+        wrote_audio = False
+        for raw in messages:
+            msg = self._decode(raw)
+            if msg is None:
+                continue
+            kind = type(msg)
+            if kind is MediaDataAudio:
+                self.counters.count_media("audio", len(msg.content.data))
+                wrote_audio = self._on_audio(msg) or wrote_audio
+            elif kind is KeepAliveRequest:
+                self._answer_keepalive_sock(sock, msg)
+            elif kind is MediaHandshakeResponse:
+                self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
+            else:
+                self._route_data(msg, slot.name)
+        if wrote_audio:
+            self.notifier.notify()
+
+    def _route_data(self, msg: Any, where: str) -> None:
+        now_ms = self._now_ms()
+        if isinstance(msg, MediaDataTranscript):
+            c = msg.content
+            self.counters.count_media("transcript", len(c.data))
+            self._publish(TranscriptReceived(
+                rtms_stream_id=self.rtms_stream_id, received_at_ms=now_ms, user_id=c.user_id,
+                user_name=c.user_name, text=c.data, timestamp_ms=c.timestamp,
+                start_time_ms=c.start_time, end_time_ms=c.end_time))
+        elif isinstance(msg, MediaDataChat):
+            c2 = msg.content
+            self.counters.count_media("chat", len(c2.data))
+            self._publish(ChatReceived(
+                rtms_stream_id=self.rtms_stream_id, received_at_ms=now_ms, user_id=c2.user_id,
+                user_name=c2.user_name, text=c2.data, timestamp_ms=c2.timestamp))
+        elif isinstance(msg, (MediaDataVideo, MediaDataShare)):
+            media = "video" if isinstance(msg, MediaDataVideo) else "deskshare"
+            c3 = msg.content
+            self.counters.count_media(media, len(c3.data))
+            if media not in self.settings.media_types:
+                self.counters.drop(DropReason.UNWANTED_MEDIA)
+                return
+            self._publish(MediaFrameReceived(
+                rtms_stream_id=self.rtms_stream_id, received_at_ms=now_ms, media=media,
+                user_id=c3.user_id, user_name=c3.user_name, timestamp_ms=c3.timestamp,
+                data=c3.data))
+        elif isinstance(msg, MediaDataAudio):
+            self.counters.count_media("audio", len(msg.content.data))
+            if self._on_audio(msg):
+                self.notifier.notify()
+        elif isinstance(msg, EventUpdate):
+            self._on_event(msg)
+        else:
+            self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
+
+    def _on_event(self, msg: EventUpdate) -> None:
+        ev = msg.event
+        now_ms = self._now_ms()
+        sid = self.rtms_stream_id
+        if ev.event_type == EventType.PARTICIPANT_JOIN and ev.participants:
+            for p in ev.participants:
+                self._publish(ParticipantJoined(rtms_stream_id=sid, received_at_ms=now_ms,
+                                                user_id=p.user_id, user_name=p.user_name or "",
+                                                timestamp_ms=ev.timestamp))
+        elif ev.event_type == EventType.PARTICIPANT_LEAVE and ev.participants:
+            for p in ev.participants:
+                self._publish(ParticipantLeft(rtms_stream_id=sid, received_at_ms=now_ms,
+                                              user_id=p.user_id, user_name=p.user_name,
+                                              timestamp_ms=ev.timestamp))
+        elif ev.event_type == EventType.ACTIVE_SPEAKER_CHANGE and ev.user_id is not None:
+            self._publish(ActiveSpeakerChanged(rtms_stream_id=sid, received_at_ms=now_ms,
+                                               user_id=ev.user_id, user_name=ev.user_name,
+                                               timestamp_ms=ev.timestamp))
+        else:
+            fields = msgspec.to_builtins(ev)
+            self._publish(ServerEvent(rtms_stream_id=sid, received_at_ms=now_ms,
+                                      event_type=ev.event_type, fields=fields))
+
+    def _on_audio(self, msg: MediaDataAudio) -> bool:
+        """Decode one audio message into its participant's ring; True if samples were written."""
+        decoder = self._audio
+        if decoder is None or "audio" not in self.settings.media_types:
+            self.counters.drop(DropReason.UNWANTED_MEDIA)
+            return False
+        if not decoder.supported:
+            self.counters.drop(DropReason.UNSUPPORTED_CODEC)
+            return False
+        c = msg.content
+        if decoder.mixed:
+            key, user_id, user_name = _MIXED_KEY, None, None
+        elif c.user_id is not None:
+            key, user_id, user_name = str(c.user_id), c.user_id, c.user_name
+        elif c.channel_id is not None:
+            key, user_id, user_name = c.channel_id, None, c.user_name
+        else:
+            key, user_id, user_name = _MIXED_KEY, None, c.user_name
+        participant = self._participants.get(key)
+        if participant is None:
+            participant = self._new_participant(key, user_id, user_name, decoder)
+            if participant is None:
+                return False
+        try:
+            pcm = decoder.pcm(c.data, key)
+        except ValueError:
+            self.counters.drop(DropReason.MALFORMED_MESSAGE)
+            return False
+        if pcm is None:
+            self.counters.drop(DropReason.UNSUPPORTED_CODEC)
+            return False
+        samples: npt.NDArray[Any] = pcm
+        if decoder.output_rate_hz != decoder.rate_hz:
+            resampler = self._resamplers.get(key)
+            if resampler is None:
+                from rtms_fast.resample import Resampler
+
+                resampler = Resampler(decoder.rate_hz, decoder.output_rate_hz, np.int16)
+                self._resamplers[key] = resampler
+            samples = resampler.process(pcm)
+        if decoder.float_output:
+            samples = samples.astype(np.float32) * np.float32(1.0 / 32768.0)
+        participant.ring.write(samples)  # what does not fit is counted by the ring
+        return True
+
+    def _new_participant(self, key: str, user_id: int | None, user_name: str | None,
+                         decoder: _AudioDecoder) -> _Participant | None:
+        s = self.settings
+        if len(self._participants) >= s.max_participants_per_session:
+            self.counters.drop(DropReason.TOO_MANY_PARTICIPANTS)
+            return None
+        capacity = max(1, s.ring_capacity_ms * decoder.output_rate_hz // 1000) * decoder.channels
+        dtype = np.float32 if decoder.float_output else np.int16
+        try:
+            ring = AudioRing(capacity, dtype, _POLICIES[s.overflow_policy], self._budget,
+                             notifier=self.notifier)
+        except RingBudgetExceededError:
+            self.counters.drop(DropReason.RING_MEMORY_CEILING)
+            return None
+        participant = _Participant(key, user_id, user_name, ring, decoder.channels)
+        self._participants[key] = participant
+        self._publish(AudioStreamStarted(
+            rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+            participant=key, user_id=user_id, user_name=user_name,
+            sample_rate_hz=decoder.output_rate_hz, channels=decoder.channels,
+            dtype="float32" if decoder.float_output else "int16"))
+        return participant
+
+
+class _ClosedByClient(Exception):
+    pass
+
+
+_KNOWN: Final = (_Rejected, _Ended, _Lost, _ClosedByClient)
+_DROPS: Final = (_SignalingDropped, MediaSocketError, trio_websocket.HandshakeError,
+                 trio.BrokenResourceError,
+                 trio_websocket.ConnectionClosed, OSError, trio.TooSlowError)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        out: list[BaseException] = []
+        for inner in exc.exceptions:
+            out.extend(_leaves(inner))
+        return out
+    return [exc]
+
+
+def _classify(raised: BaseException) -> BaseException | None:
+    """The exception that decides a join attempt's fate, or None to re-raise (cancellation,
+    bugs). Definite outcomes win over transport drops."""
+    leaves = _leaves(raised)
+    if any(isinstance(e, (trio.Cancelled, KeyboardInterrupt, SystemExit)) for e in leaves):
+        return None
+    for kind in _KNOWN:
+        for e in leaves:
+            if isinstance(e, kind):
+                return e
+    for e in leaves:
+        if isinstance(e, _DROPS):
+            return e
+    return None
+
