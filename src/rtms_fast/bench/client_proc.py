@@ -43,11 +43,19 @@ def run_naive(args: argparse.Namespace) -> dict[str, Any]:
 
     from rtms_fast.bench.naive_client import NaiveCounters, NaiveJoin
     from rtms_fast.bench.naive_client import run_naive as run
-    from rtms_fast.protocol import AudioParams
+    from rtms_fast.protocol import (
+        AudioChannel,
+        AudioParams,
+        AudioSampleRate,
+        DataOption,
+        MediaCodec,
+        MediaContentType,
+    )
 
     ct, codec, rate = CODEC_PARAMS[args.codec]
-    audio = AudioParams(content_type=ct, codec=codec, sample_rate=rate, channel=1,
-                        data_opt=2, send_rate=args.send_rate)
+    audio = AudioParams(content_type=MediaContentType(ct), codec=MediaCodec(codec),
+                        sample_rate=AudioSampleRate(rate), channel=AudioChannel.MONO,
+                        data_opt=DataOption.AUDIO_MULTI_STREAMS, send_rate=args.send_rate)
     joins = [NaiveJoin(p["meeting_uuid"], p["rtms_stream_id"], p["server_urls"])
              for p in _joins(args.payloads)]
     counters = NaiveCounters()

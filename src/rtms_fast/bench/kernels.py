@@ -238,7 +238,15 @@ CASES: dict[str, Callable[[], KernelCase]] = {
 }
 
 
+E2E_CASES: tuple[str, ...] = ("load_engine_vs_naive",)
+"""End-to-end cases: whole load runs (seconds each), not kernels."""
+
+
 def run_case(name: str, rounds: int = 7, round_s: float = 0.02) -> PairResult:
+    if name == "load_engine_vs_naive":
+        from rtms_fast.bench.load import measure_engine_vs_naive
+
+        return measure_engine_vs_naive()
     case = CASES[name]()
     return measure_pair(
         case.name, case.subject, case.anchor, case.items_subject, case.items_anchor,
@@ -246,5 +254,6 @@ def run_case(name: str, rounds: int = 7, round_s: float = 0.02) -> PairResult:
     )
 GATED_CASES: tuple[str, ...] = (
     "g711_decode", "g722_decode", "resample_block", "base64_decode", "ingest_g711_rtp",
+    "load_engine_vs_naive",
 )
 """The quick subset the regression gate runs on every submission."""

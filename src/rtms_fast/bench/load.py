@@ -24,6 +24,7 @@ from typing import Any
 
 from rtms_fast.bench.procstat import cpu_seconds
 from rtms_fast.bench.sampler import SteadyState, steady_state
+from rtms_fast.bench.timing import PairResult
 
 CLIENT_KINDS = ("engine", "naive", "sdk")
 
@@ -77,10 +78,10 @@ def _start_simulator(tmp: Path, sessions: int, participants: int, codec: str,
         cmd += ["--rate", "16000"]
     if tls:
         cmd += ["--tls", "--ca-file", str(tmp / "ca.pem")]
-    stderr = open(tmp / "sim.err", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, cwd=tmp)
+    with open(tmp / "sim.err", "wb") as stderr:  # the child keeps its own descriptor
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, cwd=tmp)
     assert proc.stdout is not None
-    lines = []
+    lines: list[str] = []
     while len(lines) < sessions:
         line = proc.stdout.readline()
         if not line:
@@ -138,6 +139,8 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
             if sim.poll() is None:
                 sim.kill()
                 sim.wait()
+            if sim.stdout is not None:
+                sim.stdout.close()
         counters = _sim_counters(tmp)
     steady = [steady_state([tuple(s) for s in r["cpu_samples"]]) for r in results]
     total = SteadyState(
@@ -149,7 +152,8 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
     return LoadResult(
         client=client, sessions=sessions, participants=participants, codec=codec, tls=tls,
         sweep_ms=sweep_ms if client == "engine" else 0.0, duration_s=duration_s,
-        messages_sent=int(counters.get("audio_frames_sent", 0)),
+        # multi-stream audio: every frame carries one message per active speaker (<= 3)
+        messages_sent=int(counters.get("audio_frames_sent", 0)) * min(participants, 3),
         messages_received=sum(int(r["messages"]) for r in results),
         drops=sum(int(r.get("drops") or 0) for r in results),
         errors=sum(int(r.get("errors") or 0) for r in results),
@@ -189,3 +193,22 @@ def _run_sdk_clients(tmp: Path, lines: list[str], codec: str, send_rate_ms: int,
         else:
             results.append({"messages": 0, "errors": 1, "cpu_samples": [], "latencies_ms": []})
     return results
+
+
+def measure_engine_vs_naive(sessions: int = 200, duration_s: float = 5.0,
+                            codec: str = "pcma") -> PairResult:
+    """End-to-end CPU per message: rtms-fast's engine against the naive trio-websocket
+    client at the same load, one after the other from the same simulator settings.
+
+    The ratio is naive us/msg over engine us/msg (how many times cheaper the engine is),
+    so a slower engine lowers it, as for the kernel cases.
+    """
+    engine = run_load("engine", sessions=sessions, duration_s=duration_s, codec=codec)
+    naive = run_load("naive", sessions=sessions, duration_s=duration_s, codec=codec)
+    if engine.messages_received < engine.messages_sent or not engine.us_per_msg > 0:
+        raise RuntimeError(f"engine run lost messages or measured nothing: {engine.as_dict()}")
+    return PairResult(
+        name="load_engine_vs_naive", unit="msgs",
+        subject_per_s=1e6 / engine.us_per_msg, anchor_per_s=1e6 / naive.us_per_msg,
+        ratio=naive.us_per_msg / engine.us_per_msg, rounds=1,
+    )

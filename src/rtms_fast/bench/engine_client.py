@@ -1,0 +1,109 @@
+"""The rtms-fast engine as a load-test client (used by ``client_proc engine``).
+
+Joins every stream with one ``Engine`` and drains every participant ring every
+``drain_interval_ms`` the way a consumer would (read a zero-copy view, consume
+it). Messages are counted from the samples drained (one message is one frame
+of ``send_rate_ms``), which costs nothing per message; the exact count comes
+from the engine's stats at the end. Latency is sampled every
+``latency_every_s``: receiver clock minus the sender's timestamp of the newest
+readable message of each participant.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+
+from rtms_fast.bench.sampler import CounterSampler
+from rtms_fast.engine import Engine
+from rtms_fast.protocol.webhook import Product
+from rtms_fast.session import SessionSpec
+from rtms_fast.settings import EngineSettings
+
+_CODECS: dict[str, tuple[str, int, str]] = {
+    # bench codec name: (engine codec preference, request rate Hz, content type)
+    "pcma": ("g711", 8000, "rtp"),
+    "g722": ("g722", 16000, "rtp"),
+    "l16": ("l16", 16000, "raw"),
+}
+
+
+def run_engine_load(
+    payloads: list[dict[str, Any]],
+    *,
+    client_id: str,
+    client_secret: str,
+    codec: str,
+    send_rate_ms: int,
+    ca_file: str | None,
+    sweep_interval_ms: float,
+    deadline_s: float,
+    latency_every_s: float = 0.25,
+    drain_interval_ms: float = 100.0,
+) -> dict[str, Any]:
+    pref, rate, content_type = _CODECS[codec]
+    samples_per_message = rate * send_rate_ms // 1000
+    settings = EngineSettings(
+        media_types=("audio",), audio_codec_preferences=(pref,), audio_sample_rate_hz=rate,
+        audio_content_type=content_type, audio_send_rate_ms=send_rate_ms,  # type: ignore[arg-type]
+        sweep_interval_ms=int(sweep_interval_ms), ca_file=ca_file,
+        max_sessions=len(payloads) + 16, ring_capacity_ms=2000,
+    )
+    messages = [0]
+    latencies: list[float] = []
+    drained = [0]
+
+    def audio_messages(engine: Engine) -> int:
+        return int(engine.stats().media.get("audio", _Zero).messages)
+
+    async def main() -> dict[str, Any]:
+        async with Engine(settings, client_id=client_id, client_secret=client_secret) as engine:
+            for p in payloads:
+                engine.start_session(SessionSpec(
+                    rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
+                    server_urls=p["server_urls"], product=Product.MEETING,
+                    client_id=client_id, client_secret=client_secret))
+            sampler = CounterSampler(lambda: messages[0])
+            sampler.start()
+            next_latency = time.monotonic()
+            with trio.move_on_after(deadline_s):
+                while any(not s.finished.is_set() for s in engine.sessions()):
+                    await trio.sleep(drain_interval_ms / 1000.0)
+                    now = time.monotonic()
+                    sample = now >= next_latency
+                    if sample:
+                        next_latency = now + latency_every_s
+                        now_ms = time.time() * 1000.0
+                    for session in engine.sessions():
+                        for key, _uid, _name in session.participants():
+                            ring = session.ring(key)
+                            n = ring.available
+                            if n:
+                                ring.consume(len(ring.read()))
+                                drained[0] += n
+                        if sample:
+                            latencies.extend(now_ms - t for t in
+                                             session.latest_audio_timestamps_ms())
+                    messages[0] = drained[0] // samples_per_message
+            messages[0] = audio_messages(engine)
+            sampler.stop()
+            stats = engine.stats()
+            return {
+                "messages": messages[0], "samples": drained[0],
+                "errors": sum(n for outcome, n in engine.outcomes().items()
+                              if outcome != "ended"),
+                "outcomes": engine.outcomes(),
+                "sessions_ended": stats.sessions_finished,
+                "keepalives_answered": stats.keepalives_answered,
+                "drops": sum(stats.drops.values()),
+                "drops_by_reason": dict(stats.drops),
+                "cpu_samples": sampler.samples, "latencies_ms": latencies,
+            }
+
+    return trio.run(main)
+
+
+class _Zero:
+    messages = 0
