@@ -422,6 +422,18 @@ class Session:
         """Sample rate of the audio in the rings (None before the audio handshake)."""
         return None if self._audio is None else self._audio.output_rate_hz
 
+    def latest_audio_timestamps_ms(self) -> list[int]:
+        """Sender ``timestamp`` (ms) of the newest audio message now readable in each
+        participant ring fed by the native kernel: ``now - t`` is how old the freshest
+        readable audio is (latency measurement; the sender's clock)."""
+        out = []
+        for ingest in self._ingests:
+            for slot in range(ingest.participant_count):
+                last = ingest.participant(slot).last_timestamp_ms
+                if last is not None:
+                    out.append(last)
+        return out
+
     def close(self) -> None:
         """Ask for a graceful close (STREAM_CLOSE_REQ, then WebSocket closes); returns at once."""
         self._close_requested.set()
