@@ -19,106 +19,24 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
-import struct
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import msgspec
 import numpy as np
 import pytest
 
-from rtms_fast.codecs import decode_alaw
+from rtms_fast.bench.workloads import G711RtpWorkload
 from rtms_fast.ingest import Codec, ContentType, IngestBatch, IngestConfig, IngestConnection
 from rtms_fast.native import ffi, lib
 
 BATCHES = (16, 64, 256)
-SEQ_SPACE = 1 << 16
 _anchor_us: dict[int, float] = {}
+_workloads: dict[int, G711RtpWorkload] = {}
 
 
-def _frame(payload: bytes) -> bytes:
-    n = len(payload)
-    head = bytes([0x81, n]) if n < 126 else bytes([0x81, 126]) + struct.pack(">H", n)
-    return head + payload
-
-
-def _message(seq: int, codes: bytes) -> bytes:
-    rtp = struct.pack(">BBHII", 0x80, 8, seq, seq * 160 & 0xFFFFFFFF, 0xABCD) + codes
-    return json.dumps(
-        {
-            "msg_type": 14,
-            "content": {
-                "user_id": 16778240,
-                "user_name": "Alice",
-                "data": base64.b64encode(rtp).decode(),
-                "timestamp": 1795463476932 + 20 * seq,
-            },
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-class Rounds:
-    """SEQ_SPACE consecutive messages, cut into rounds of ``n`` (frames and messages)."""
-
-    def __init__(self, n: int) -> None:
-        rng = np.random.default_rng(n)
-        codes = [rng.integers(0, 256, 160, dtype=np.uint8).tobytes() for _ in range(32)]
-        msgs = [_message(seq, codes[seq % 32]) for seq in range(SEQ_SPACE)]
-        self.messages = [msgs[i : i + n] for i in range(0, SEQ_SPACE, n)]
-        self.frames = [b"".join(_frame(m) for m in group) for group in self.messages]
-
-    def cycle_frames(self) -> Iterator[bytes]:
-        return itertools.cycle(self.frames)
-
-    def cycle_messages(self) -> Iterator[list[bytes]]:
-        return itertools.cycle(self.messages)
-
-
-_rounds: dict[int, Rounds] = {}
-
-
-def rounds(n: int) -> Rounds:
-    if n not in _rounds:
-        _rounds[n] = Rounds(n)
-    return _rounds[n]
-
-
-class Content(msgspec.Struct):
-    user_id: int = 0
-    user_name: str = ""
-    data: bytes = b""
-    timestamp: int = 0
-
-
-class MediaMessage(msgspec.Struct):
-    msg_type: int
-    content: Content
-
-
-def _python_path(n: int) -> Callable[[], None]:
-    decoder = msgspec.json.Decoder(MediaMessage)
-    table = decode_alaw(bytes(range(256)))
-    out = np.empty(160 * n * 4, dtype=np.int16)
-    source = rounds(n).cycle_messages()
-    last_seq = [-1]
-
-    def run() -> None:
-        pos = 0
-        for raw in next(source):
-            msg = decoder.decode(raw)
-            packet = msg.content.data
-            b0, pt, seq = struct.unpack_from(">BBH", packet)
-            if b0 >> 6 != 2 or pt & 0x7F != 8:
-                raise ValueError("bad RTP")
-            offset = 12 + 4 * (b0 & 0x0F)
-            samples = table[np.frombuffer(packet, np.uint8, offset=offset)]
-            out[pos : pos + len(samples)] = samples
-            pos += len(samples)
-            last_seq[0] = seq
-
-    return run
+def rounds(n: int) -> G711RtpWorkload:
+    if n not in _workloads:
+        _workloads[n] = G711RtpWorkload(n)
+    return _workloads[n]
 
 
 def _config() -> IngestConfig:
@@ -138,7 +56,7 @@ def _record(benchmark: Any, n: int, role: str) -> None:
 
 @pytest.mark.parametrize("n", BATCHES)
 def test_ingest_anchor_msgspec_numpy(benchmark: Any, n: int) -> None:
-    run = _python_path(n)
+    run = rounds(n).python_path()
     benchmark.group = f"ingest-g711-rtp-{n}"
     benchmark.extra_info.update(
         items=n, unit="msgs", role="anchor", anchor="msgspec bytes field + numpy A-law table"
