@@ -27,8 +27,12 @@ def _run(benchmark: Any, key: str, **kwargs: Any) -> LoadResult:
     result: LoadResult = benchmark.pedantic(run_load, kwargs=kwargs, rounds=1, iterations=1)
     _results[key] = result
     benchmark.extra_info.update(result.as_dict())
-    assert result.messages_received == result.messages_sent > 0, result.as_dict()
-    assert result.errors == 0, result.as_dict()
+    assert result.messages_sent > 0, result.as_dict()
+    if kwargs["client"] == "engine":
+        # Ours must take everything; the baselines are measured, not judged (the naive
+        # client falls behind and loses the tail of each stream when the CPU is short).
+        assert result.messages_received == result.messages_sent, result.as_dict()
+        assert result.errors == 0, result.as_dict()
     return result
 
 

@@ -492,6 +492,117 @@ size_t rtms_ingest_batch(rtms_ingest_conn *const *conns, const uint8_t *const *b
 size_t rtms_send_batch(const int *fds, const uint8_t *data, const size_t *lens, size_t n,
                        int64_t *results);
 
+/* ---- Paced audio sender (the simulator's media sweep), sim_sender.c ----- */
+/* Holds, per registered stream, a socket, the constant JSON pieces of its audio
+   messages and the frame clock; one sweep call formats and sends every due frame
+   of every stream (header + prefix + cached base64 + timestamp) with one
+   non-blocking send() per socket. What a socket did not take, and every socket
+   error, comes back as an event; the stream is then paused (skipped by sweeps)
+   until removed. No allocation per message: one scratch buffer per sender.
+   Message j of frame k for voice v is the WebSocket frame (final, unmasked,
+   `opcode`) around
+     prefix_v + table_v[((k * samples_per_frame + frame_offset_v) % loop) / step]
+       + "\",\"timestamp\":" + decimal(base_ms + k * period_ms) + "}}". */
+enum { RTMS_SIM_MAX_VOICES = 3, RTMS_SIM_MAX_PREFIX = 240 };
+enum { RTMS_SIM_EV_PARTIAL = 1,  /* the socket took sent_bytes of total_bytes (0: would block) */
+       RTMS_SIM_EV_ERROR = 2,    /* send() failed: sent_bytes = -errno */
+       RTMS_SIM_EV_TOO_BIG = 3 };/* the due frames do not fit the scratch buffer: not sent,
+                                    not counted, next_index unchanged */
+/* rtms_sim_sender_add / _add_table errors */
+enum { RTMS_SIM_EARG = -1, RTMS_SIM_ENOMEM = -2, RTMS_SIM_ESPACE = -3 };
+
+typedef struct rtms_sim_sender rtms_sim_sender;
+
+typedef struct rtms_sim_voice {
+    const uint8_t *prefix;       /* copied at registration */
+    uint32_t prefix_len;         /* <= RTMS_SIM_MAX_PREFIX */
+    int32_t table;               /* from rtms_sim_sender_add_table */
+    uint64_t frame_offset;       /* loop position of frame 0's first sample */
+} rtms_sim_voice;
+
+typedef struct rtms_sim_stream_params {
+    int32_t fd;
+    uint32_t phase;              /* swept when bit `phase` of the sweep's mask is set (< 32) */
+    uint32_t opcode;             /* WebSocket opcode of every message (1 text, 2 binary) */
+    uint32_t n_voices;           /* 1..RTMS_SIM_MAX_VOICES messages per frame, in send order */
+    double t0_s;                 /* frame k is due at t0_s + k * period_s (sweep clock) */
+    double period_s;
+    int64_t period_ms;           /* timestamp of frame k: base_ms + k * period_ms */
+    int64_t base_ms;
+    int64_t next_index;          /* first frame not sent yet */
+    int64_t total;               /* frames 0..total-1 */
+    uint64_t samples_per_frame;
+    rtms_sim_voice voices[3];    /* RTMS_SIM_MAX_VOICES */
+} rtms_sim_stream_params;
+
+typedef struct rtms_sim_event {
+    uint32_t slot;
+    int32_t kind;                /* RTMS_SIM_EV_* */
+    int64_t first_index, last_index;  /* the frames of the send (inclusive) */
+    int64_t sent_bytes;          /* PARTIAL: bytes taken; ERROR: -errno */
+    uint64_t total_bytes;        /* bytes of those frames */
+} rtms_sim_event;
+
+typedef struct rtms_sim_sweep_result {
+    uint64_t frames;             /* frames sent (or queued: PARTIAL, ERROR count as sent) */
+    uint64_t messages;           /* frames x voices */
+    uint64_t misses;             /* frames sent more than one period after they were due */
+    uint64_t sends;              /* send() calls */
+    uint64_t bytes;              /* bytes the sockets took */
+    double max_lag_s;            /* in: the largest lag so far; out: updated */
+} rtms_sim_sweep_result;
+
+/* scratch_bytes bounds what one stream may send in one sweep (TOO_BIG beyond).
+   NULL on no memory or where sockets are not supported (Windows). */
+rtms_sim_sender *rtms_sim_sender_new(size_t scratch_bytes);
+void rtms_sim_sender_free(rtms_sim_sender *s);
+/* Copy a base64 payload table: n_entries entries of entry_len bytes, entry i for
+   loop position i * step; loop_samples = n_entries * step. Returns its id (>= 0)
+   or RTMS_SIM_E*. */
+int32_t rtms_sim_sender_add_table(rtms_sim_sender *s, const uint8_t *entries,
+                                  uint32_t entry_len, uint32_t n_entries, uint64_t step,
+                                  uint64_t loop_samples);
+/* Register a stream; returns its slot (>= 0) or RTMS_SIM_E*. */
+int64_t rtms_sim_sender_add(rtms_sim_sender *s, const rtms_sim_stream_params *p);
+/* Unregister; returns the stream's next_index (or RTMS_SIM_EARG for a bad slot). */
+int64_t rtms_sim_sender_remove(rtms_sim_sender *s, uint32_t slot);
+int64_t rtms_sim_sender_next_index(const rtms_sim_sender *s, uint32_t slot);
+size_t rtms_sim_sender_count(const rtms_sim_sender *s);  /* registered streams */
+/* Send every due frame of every unpaused stream whose phase bit is in phase_mask.
+   Adds to *out (max_lag_s is read and updated). Returns the event count; the
+   events are at rtms_sim_sender_events(s), valid until the next call. */
+size_t rtms_sim_sender_sweep(rtms_sim_sender *s, double now_s, uint32_t phase_mask,
+                             rtms_sim_sweep_result *out);
+const rtms_sim_event *rtms_sim_sender_events(const rtms_sim_sender *s);
+/* The exact bytes the sweep sends for frames first..last of a slot, without sending.
+   Returns the length, RTMS_SIM_EARG, or RTMS_SIM_ESPACE when cap is too small. */
+int64_t rtms_sim_sender_format(const rtms_sim_sender *s, uint32_t slot, int64_t first,
+                               int64_t last, uint8_t *out, size_t cap);
+
+/* ---- Batched socket receives and readiness, recv_batch.c ---------------- */
+/* recv(MSG_DONTWAIT) once on each of n sockets, into one caller-owned arena buf
+   of cap bytes, laid end to end: socket i's bytes are buf[offsets[i] ..
+   offsets[i] + lens[i]), at most max_per_fd of them. results[i] = bytes read,
+   0 when the socket had nothing (EAGAIN), RTMS_RECV_EOF at end of stream,
+   RTMS_RECV_SKIPPED when the arena was full (not read: try next time), or
+   -errno. Returns the arena bytes used. Not available on Windows (-ENOSYS).
+   flags RTMS_RECV_DELAY_ACK (Linux TCP): switch the socket to delayed ACKs
+   (TCP_QUICKACK off) before each read, so a read of a small segment does not send
+   an ACK of its own (on loopback that ACK costs the reader ~4 us); ACKs then go
+   out on Linux's delayed-ACK timer (~40 ms) or every second segment. */
+enum { RTMS_RECV_EOF = -1000001, RTMS_RECV_SKIPPED = -1000002 };
+enum { RTMS_RECV_DELAY_ACK = 1 };
+int64_t rtms_recv_batch(const int32_t *fds, size_t n, uint8_t *buf, size_t cap,
+                        size_t max_per_fd, uint32_t flags, size_t *offsets, size_t *lens,
+                        int64_t *results);
+/* One non-blocking epoll_wait on epfd: the ready descriptors (registered with
+   their fd as data) go to fds. scratch holds the kernel's events: at least
+   rtms_epoll_event_bytes() per descriptor, up to max_fds of them. Returns the
+   count or -errno (-ENOSYS off Linux). */
+size_t rtms_epoll_event_bytes(void);
+int64_t rtms_epoll_ready(int32_t epfd, void *scratch, size_t scratch_bytes, int32_t *fds,
+                         size_t max_fds);
+
 /* RTMS_CDEF_END */
 
 /* ---- Resampler: the per-stream state, for embedding (C only) ------------ */

@@ -86,7 +86,9 @@ class Engine:
                                        self.settings.event_overflow)
         self.budget = MemoryBudget(self.settings.ring_memory_ceiling_bytes)
         self.pump: MediaPump | None = (
-            MediaPump(self.settings.sweep_interval_ms) if self.settings.use_pump else None
+            MediaPump(self.settings.sweep_interval_ms,
+                      delay_acks=self.settings.tcp_delayed_ack)
+            if self.settings.use_pump else None
         )
         self._sessions: dict[str, Session] = {}
         self._scopes: dict[str, trio.CancelScope] = {}

@@ -7,9 +7,16 @@ media handshake the socket enters its data phase in one of two ways:
 
 * native (``start_data_phase(ingest)``): each sweep, ``MediaPump`` reads every registered
   socket without blocking (decrypting on TLS, reading a TLS object only when bytes are
-  pending) and hands ALL their bytes to ONE ``IngestBatch.run`` call: the kernel splits
-  frames and writes audio straight into the participants' rings; control frames are
-  answered here (pong, close), other messages go to the owner as bytes;
+  pending) and hands ALL their bytes to ONE native ingest call: the kernel splits frames
+  and writes audio straight into the participants' rings; control frames are answered
+  here (pong, close), other messages go to the owner as bytes. On Linux the sweep is one
+  ``rtms_epoll_ready`` call (our own readiness set) and one ``rtms_recv_batch`` call that
+  reads every ready socket into one arena, which the kernel reads in place; TLS sockets
+  are decrypted from that arena into a second one (one Python step per TLS socket). A
+  socket costs Python work only when it has something other than audio: a record (a
+  keep-alive, an event...), a partial frame (kept in the socket, prepended next sweep on
+  the per-socket path), an error or its end. Reads switch the socket to delayed ACKs
+  (``delay_acks``): see ``rtms_recv_batch`` in csrc/rtms_native.h;
 * Python (``start_data_phase(None)``): wsproto splits frames and the owner gets every
   message (used without the native kernel, and by ``run_socket_task``, the per-socket
   alternative kept for comparison and ``use_pump = False``).
@@ -28,12 +35,14 @@ import math
 import select
 import socket
 import ssl
+import sys
 import time
-from collections.abc import Callable
-from typing import Final, Protocol, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
 import h11
+import numpy as np
 import trio
 import wsproto
 from wsproto.connection import ConnectionState
@@ -50,6 +59,7 @@ from wsproto.events import (
 )
 
 from rtms_fast.ingest import IngestBatch, IngestConnection, IngestRecord, RecordKind
+from rtms_fast.native import ffi, lib
 from rtms_fast.wire import FrameError, Opcode, parse_frame_header
 
 __all__ = [
@@ -68,6 +78,16 @@ _MAX_READ_PER_SWEEP: Final = 4 * 1024 * 1024
 _CLOSE_ABNORMAL: Final = 1006
 #: Most native calls per sweep for one group of sockets (each call drains what it can).
 _MAX_BATCH_ROUNDS: Final = 64
+#: The receive arena of the native path: what plain sockets return in one sweep lands here.
+_ARENA_BYTES: Final = 4 * 1024 * 1024
+#: Most bytes one plain socket may put in the arena per sweep (the rest waits for the next).
+_ARENA_MAX_PER_SOCKET: Final = 256 * 1024
+#: Most ready descriptors taken from one epoll_wait (more stay ready for the next sweep).
+_MAX_READY: Final = 8192
+#: ``_kind_by_fd`` values: how the native sweep reads a descriptor.
+_KIND_PYTHON: Final = 0  # per-socket Python read (TLS, leftovers, new sockets, no ingest)
+_KIND_ARENA: Final = 1  # plain socket with native ingest: batched recv into the arena
+_KIND_TLS: Final = 2  # TLS socket with native ingest: batched recv, decrypted in Python
 
 
 class MediaSocketError(Exception):
@@ -211,8 +231,22 @@ class MediaSocket:
         self._fragments: list[bytes] = []
         #: The native ingest state once the data phase runs through the kernel.
         self.ingest: IngestConnection | None = None
-        #: Trio time of the last sweep that read bytes from this socket (pump only).
-        self.last_activity_s = 0.0
+        self._last_activity_s = 0.0
+        #: The pump that reads this socket and its descriptor there (activity is kept there).
+        self._pump: MediaPump | None = None
+        self._pump_fd = -1
+
+    @property
+    def last_activity_s(self) -> float:
+        """Trio time of the last sweep that read bytes from this socket (pump only)."""
+        pump = self._pump
+        if pump is not None and self._pump_fd >= 0:
+            return max(self._last_activity_s, pump._activity_of(self._pump_fd))
+        return self._last_activity_s
+
+    @last_activity_s.setter
+    def last_activity_s(self, value: float) -> None:
+        self._last_activity_s = value
 
     # ---- connect -------------------------------------------------------------------------
     @classmethod
@@ -641,11 +675,16 @@ class MediaPump:
     ``register(sock, owner)`` hands a connected media socket over (after its handshake);
     from then on the pump reads it and calls ``owner.on_media_messages`` /
     ``owner.on_media_closed`` synchronously. ``unregister`` takes it back.
+
+    ``delay_acks`` (Linux, native path): read with TCP delayed ACKs, so reading one small
+    segment does not send an ACK of its own (that ACK cost ~4 us per message here). The
+    server then gets ACKs every second segment or after Linux's delayed-ACK timeout
+    (~40 ms); a server that sends with Nagle's algorithm on may hold a message that long.
     """
 
     def __init__(self, sweep_interval_ms: int,
                  clock: Callable[[], float] = time.perf_counter,
-                 use_epoll: bool = True) -> None:
+                 use_epoll: bool = True, delay_acks: bool = True) -> None:
         if sweep_interval_ms <= 0:
             raise ValueError(f"sweep_interval_ms must be > 0, got {sweep_interval_ms}")
         self.sweep_interval_s = sweep_interval_ms / 1000.0
@@ -660,6 +699,49 @@ class MediaPump:
         self._attention: set[MediaSocket] = set()
         self.stats = PumpStatistics()
         self._wake = trio.Event()
+        # The native sweep (Linux): one epoll_wait and one batched recv for every ready plain
+        # socket, into one arena that the ingest kernel reads in place; Python only touches a
+        # socket that has something other than audio (records, leftovers, errors, TLS).
+        self._native = self._epoll is not None and sys.platform.startswith("linux")
+        # Delayed ACKs on the arena path: a read of one small segment would otherwise send an
+        # ACK of its own, which costs more than the read (~4 us of 5.5 on loopback). The
+        # sender gets its ACKs from Linux's delayed-ACK timer (or every second segment).
+        self._recv_flags = lib.RTMS_RECV_DELAY_ACK if delay_acks else 0
+        slots = self._batch.max_connections
+        self._ready_fds = np.zeros(_MAX_READY, np.int32)
+        self._event_scratch = ffi.new("uint8_t[]", _MAX_READY * lib.rtms_epoll_event_bytes())
+        self._recv_fds = np.zeros(slots, np.int32)
+        self._offsets = np.zeros(slots, np.uint64)
+        self._lens = np.zeros(slots, np.uint64)
+        self._results = np.zeros(slots, np.int64)
+        self._conns = np.zeros(slots, np.uint64)  # rtms_ingest_conn * values
+        self._bufs = np.zeros(slots, np.uint64)  # const uint8_t * values
+        self._in_lens = np.zeros(slots, np.uint64)
+        self._consumed = np.zeros(slots, np.uint64)
+        self._arena = np.zeros(_ARENA_BYTES, np.uint8)
+        self._arena_view = self._arena.data
+        self._arena_address = int(self._arena.ctypes.data)
+        # TLS sockets decrypt what the batched recv got into this one, for the same kernel call
+        self._plain = np.zeros(_ARENA_BYTES, np.uint8)
+        self._plain_view = self._plain.data
+        self._plain_address = int(self._plain.ctypes.data)
+        self._p_ready = ffi.cast("int32_t *", self._ready_fds.ctypes.data)
+        self._p_recv_fds = ffi.cast("int32_t *", self._recv_fds.ctypes.data)
+        self._p_offsets = ffi.cast("size_t *", self._offsets.ctypes.data)
+        self._p_lens = ffi.cast("size_t *", self._lens.ctypes.data)
+        self._p_results = ffi.cast("int64_t *", self._results.ctypes.data)
+        self._p_conns = ffi.cast("rtms_ingest_conn **", self._conns.ctypes.data)
+        self._p_bufs = ffi.cast("const uint8_t **", self._bufs.ctypes.data)
+        self._p_in_lens = ffi.cast("size_t *", self._in_lens.ctypes.data)
+        self._p_consumed = ffi.cast("size_t *", self._consumed.ctypes.data)
+        self._p_arena = ffi.cast("uint8_t *", self._arena_address)
+        # Per descriptor: how to read it, its ingest connection, the Trio time it last gave
+        # bytes, and the owner's audio callback (grown as descriptors grow).
+        self._kind_by_fd = np.zeros(64, np.uint8)
+        self._conn_by_fd = np.zeros(64, np.uint64)
+        self._activity_by_fd = np.zeros(64, np.float64)
+        self._audio_targets: dict[
+            int, tuple[Callable[[MediaSocket], None], MediaSocket]] = {}
 
     def register(self, media_socket: MediaSocket, owner: MediaSocketOwner) -> None:
         media_socket.owner = owner
@@ -671,8 +753,10 @@ class MediaPump:
                 self._epoll.register(fd, select.EPOLLIN)
             except OSError:
                 self._epoll = None  # cannot poll this kind of socket: visit every socket
+                self._native = False
             else:
                 self._by_fd[fd] = media_socket
+                self._track_fd(media_socket, owner, fd)
         self.stats.sockets = len(self._sockets)
         self._wake.set()
 
@@ -683,9 +767,64 @@ class MediaPump:
             for fd, known in list(self._by_fd.items()):
                 if known is media_socket:
                     del self._by_fd[fd]
+                    self._untrack_fd(fd)
                     with contextlib.suppress(OSError, ValueError):
                         self._epoll.unregister(fd)
+        if media_socket._pump is self:
+            media_socket._last_activity_s = media_socket.last_activity_s
+            media_socket._pump = None
+            media_socket._pump_fd = -1
         self.stats.sockets = len(self._sockets)
+
+    def _track_fd(self, media_socket: MediaSocket, owner: MediaSocketOwner, fd: int) -> None:
+        if fd >= len(self._kind_by_fd):
+            size = max(fd + 1, 2 * len(self._kind_by_fd))
+            for name in ("_kind_by_fd", "_conn_by_fd", "_activity_by_fd"):
+                old = getattr(self, name)
+                grown = np.zeros(size, old.dtype)
+                grown[: len(old)] = old
+                setattr(self, name, grown)
+        # new sockets take the Python path once (messages that came with the handshake)
+        self._kind_by_fd[fd] = _KIND_PYTHON
+        ingest = media_socket.ingest
+        self._conn_by_fd[fd] = (
+            0 if ingest is None else int(ffi.cast("uintptr_t", ingest.native_handle))
+        )
+        self._activity_by_fd[fd] = media_socket._last_activity_s
+        media_socket._pump = self
+        media_socket._pump_fd = fd
+        self._audio_targets[fd] = (owner.on_audio_ingested, media_socket)
+
+    def _untrack_fd(self, fd: int) -> None:
+        if fd < len(self._kind_by_fd):
+            self._kind_by_fd[fd] = _KIND_PYTHON
+            self._conn_by_fd[fd] = 0
+        self._audio_targets.pop(fd, None)
+
+    def _activity_of(self, fd: int) -> float:
+        return float(self._activity_by_fd[fd]) if fd < len(self._activity_by_fd) else 0.0
+
+    def _settle_kind(self, media_socket: MediaSocket) -> None:
+        """After a Python-path visit: may the socket take the arena path next sweep?"""
+        fd = media_socket._pump_fd
+        if fd < 0 or media_socket._pump is not self or self._by_fd.get(fd) is not media_socket:
+            return
+        arena = (
+            media_socket.ingest is not None
+            and not media_socket._inbuf
+            and not media_socket._early
+            and not media_socket._fragments
+            and not media_socket.closed
+            and self._conn_by_fd[fd] != 0
+        )
+        kind = _KIND_PYTHON
+        if arena:
+            tls, incoming = media_socket._ssl, media_socket._incoming
+            if tls is None:
+                kind = _KIND_ARENA
+            elif incoming is not None and not incoming.pending and not tls.pending():
+                kind = _KIND_TLS
+        self._kind_by_fd[fd] = kind
 
     def _due(self) -> list[tuple[MediaSocket, MediaSocketOwner]]:
         """Sockets to visit this sweep: those with bytes waiting (one epoll_wait for all),
@@ -717,13 +856,21 @@ class MediaPump:
         """Read every registered socket once; return the number of messages delivered.
 
         Sockets with native ingest state go through ONE ``IngestBatch.run`` call for the
-        whole sweep (audio straight into rings); the others through wsproto.
+        whole sweep (audio straight into rings); the others through wsproto. On Linux, plain
+        sockets with native ingest are read by ONE batched native recv into an arena that
+        the kernel reads in place (``_sweep_arena``).
         """
-        delivered = 0
-        started = self._clock()
+        if self._native and self._epoll is not None:
+            return self._sweep_native(self._epoll)
+        return self._sweep_python(self._due())
+
+    def _sweep_python(self, due: list[tuple[MediaSocket, MediaSocketOwner]],
+                      delivered: int = 0, started: float | None = None) -> int:
+        if started is None:
+            started = self._clock()
         now = trio.current_time()
         batch_sockets: list[MediaSocket] = []
-        for media_socket, owner in self._due():
+        for media_socket, owner in due:
             before = media_socket.bytes_received
             if media_socket.ingest is not None:
                 media_socket.read_raw()
@@ -745,6 +892,237 @@ class MediaPump:
         self.stats.messages += delivered
         self.stats.sweep_seconds += self._clock() - started
         return delivered
+
+    def _sweep_native(self, epoll: select.epoll) -> int:
+        """One epoll_wait; sockets on the arena path in batched native calls, the rest
+        (and every socket that needs attention) through ``_sweep_python``."""
+        started = self._clock()
+        ready_count = int(lib.rtms_epoll_ready(epoll.fileno(), self._event_scratch,
+                                               len(self._event_scratch), self._p_ready,
+                                               _MAX_READY))
+        if ready_count < 0:  # cannot poll natively: fall back for good
+            self._native = False
+            return self._sweep_python(self._due(), 0, started)
+        sockets = self._sockets
+        by_fd = self._by_fd
+        kind_by_fd = self._kind_by_fd
+        ready = self._ready_fds[:ready_count]
+        # Python-path sockets: new ones, leftovers, TLS, queued output.
+        slow: dict[MediaSocket, MediaSocketOwner] = {}
+        for media_socket in self._attention:
+            owner = sockets.get(media_socket)
+            if owner is not None:
+                slow[media_socket] = owner
+        self._attention.clear()
+        if ready_count:
+            for fd in ready[kind_by_fd[ready] == _KIND_PYTHON].tolist():
+                known = by_fd.get(fd)
+                if known is not None:
+                    owner = sockets.get(known)
+                    if owner is not None:
+                        slow[known] = owner
+        for media_socket, owner in sockets.items():  # ~40 ns per socket
+            if media_socket._pending_out:
+                slow[media_socket] = owner
+        for media_socket in slow:
+            if media_socket._pump is self and media_socket._pump_fd >= 0:
+                kind_by_fd[media_socket._pump_fd] = _KIND_PYTHON
+        delivered = 0
+        arena_count = 0
+        if ready_count:
+            arena_fds = ready[kind_by_fd[ready] != _KIND_PYTHON]
+            arena_count = len(arena_fds)
+            slots = len(self._recv_fds)
+            for start in range(0, arena_count, slots):
+                delivered += self._sweep_arena(arena_fds[start : start + slots])
+        self.stats.idle_skipped += max(0, len(sockets) - len(slow) - arena_count)
+        delivered = self._sweep_python(list(slow.items()), delivered, started)
+        for media_socket in slow:
+            self._settle_kind(media_socket)
+        return delivered
+
+    def _sweep_arena(self, fds: np.ndarray[Any, np.dtype[np.int32]]) -> int:
+        """Receive from every socket in ``fds`` (all on the arena path) in one native call
+        and ingest what came in place; Python runs only for sockets with records,
+        partial frames or errors. Returns the messages delivered to owners."""
+        count = len(fds)
+        self._recv_fds[:count] = fds
+        used = int(lib.rtms_recv_batch(self._p_recv_fds, count, self._p_arena,
+                                       _ARENA_BYTES, _ARENA_MAX_PER_SOCKET, self._recv_flags,
+                                       self._p_offsets,
+                                       self._p_lens, self._p_results))
+        self.stats.bytes += used
+        results = self._results[:count]
+        now = trio.current_time()
+        got = np.flatnonzero(results > 0)
+        failed = np.flatnonzero((results < 0) & (results != lib.RTMS_RECV_SKIPPED))
+        touched: dict[MediaSocket, list[bytes]] = {}
+        by_fd = self._by_fd
+        for index in failed.tolist():
+            media_socket = by_fd[int(fds[index])]
+            code = int(results[index])
+            if code == lib.RTMS_RECV_EOF or -code in (errno.ECONNRESET, errno.EPIPE,
+                                                       errno.ETIMEDOUT):
+                media_socket._mark_closed(_CLOSE_ABNORMAL,
+                                          "connection lost without a close frame")
+            else:
+                media_socket._mark_closed(_CLOSE_ABNORMAL,
+                                          f"read failed: {errno.errorcode.get(-code, code)}")
+            touched[media_socket] = []
+        delivered = 0
+        if len(got):
+            got_fds = fds[got]
+            self._activity_by_fd[got_fds] = now
+            inputs = len(got)
+            self._conns[:inputs] = self._conn_by_fd[got_fds]
+            self._bufs[:inputs] = self._offsets[got] + np.uint64(self._arena_address)
+            self._in_lens[:inputs] = self._lens[got]
+            tls_inputs = np.flatnonzero(self._kind_by_fd[got_fds] == _KIND_TLS)
+            if len(tls_inputs):
+                self._decrypt_inputs(got_fds, tls_inputs, touched)
+            delivered = self._ingest_arena(got_fds, touched)
+        for media_socket, messages in touched.items():
+            owner = self._sockets.get(media_socket)
+            if owner is None:
+                continue
+            delivered += len(messages)
+            self._finish(media_socket, owner, messages)
+        return delivered
+
+    def _decrypt_inputs(self, fds: np.ndarray[Any, np.dtype[np.int32]],
+                        tls_inputs: np.ndarray[Any, np.dtype[np.intp]],
+                        touched: dict[MediaSocket, list[bytes]]) -> None:
+        """Feed each TLS input's ciphertext (in the arena) to its TLS object and point the
+        input at the plaintext instead (in ``_plain``). A read that finds no complete record
+        costs as much as a real one (it raises), so only read while bytes are pending.
+        Plain Python ints in the loop: numpy scalar access costs more than the cipher."""
+        arena_view, plain_view = self._arena_view, self._plain_view
+        by_fd = self._by_fd
+        starts = (self._bufs[tls_inputs] - np.uint64(self._arena_address)).tolist()
+        lengths = self._in_lens[tls_inputs].tolist()
+        firsts: list[int] = []
+        pos = 0
+        for fd, start, length in zip(fds[tls_inputs].tolist(), starts, lengths, strict=True):
+            media_socket = by_fd[fd]
+            tls, incoming = media_socket._ssl, media_socket._incoming
+            assert tls is not None and incoming is not None
+            incoming.write(arena_view[start : start + length])
+            firsts.append(pos)
+            eof = False
+            while incoming.pending or tls.pending():
+                if pos == _ARENA_BYTES:  # full: decrypt the rest on the Python path
+                    self._attention.add(media_socket)
+                    break
+                try:
+                    # with a buffer, SSLObject.read returns the byte count
+                    pos += tls.read(_ARENA_BYTES - pos, plain_view[pos:])  # type: ignore[operator]
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLError:  # closed (cleanly or not) or corrupt
+                    eof = True
+                    break
+            outgoing = media_socket._outgoing
+            if outgoing is not None and outgoing.pending:  # key updates, alerts
+                media_socket._move_tls_out()
+                media_socket.flush()
+            if eof:
+                media_socket._mark_closed(_CLOSE_ABNORMAL,
+                                          "connection lost without a close frame")
+                touched.setdefault(media_socket, [])
+        ends = np.array([*firsts[1:], pos], np.uint64)
+        begins = np.array(firsts, np.uint64)
+        self._bufs[tls_inputs] = begins + np.uint64(self._plain_address)
+        self._in_lens[tls_inputs] = ends - begins
+
+    def _ingest_arena(self, fds: np.ndarray[Any, np.dtype[np.int32]],
+                      touched: dict[MediaSocket, list[bytes]]) -> int:
+        """Run the ingest kernel on ``_conns``/``_bufs``/``_in_lens[:len(fds)]`` until every
+        input's complete frames are consumed; keep partial frames in the sockets."""
+        batch = self._batch
+        by_fd = self._by_fd
+        inputs = len(fds)
+        pending = np.arange(inputs)  # input index -> position in fds
+        fed: list[np.ndarray[Any, np.dtype[np.intp]]] = []  # positions that consumed bytes
+        for round_ in range(_MAX_BATCH_ROUNDS):
+            count = int(lib.rtms_ingest_batch(self._p_conns, self._p_bufs, self._p_in_lens,
+                                              inputs, self._p_consumed, batch._records,
+                                              batch.max_records, batch._status))
+            consumed = self._consumed[:inputs]
+            lens = self._in_lens[:inputs]
+            fed.append(pending[consumed > 0])
+            if count:
+                self._arena_records(count, fds, pending, touched)
+            call_again = bool(int(batch._status[0]) & lib.RTMS_BATCH_CALL_AGAIN)
+            rest = np.flatnonzero(consumed < lens)
+            if not len(rest):
+                break
+            if call_again and round_ + 1 < _MAX_BATCH_ROUNDS:
+                rest = np.array([i for i in rest.tolist()
+                                 if not by_fd[int(fds[pending[i]])].closed], dtype=np.int64)
+                if not len(rest):
+                    break
+                self._bufs[: len(rest)] = self._bufs[rest] + consumed[rest]
+                self._in_lens[: len(rest)] = lens[rest] - consumed[rest]
+                self._conns[: len(rest)] = self._conns[rest]
+                pending = pending[rest]
+                inputs = len(rest)
+                continue
+            # partial frames (or the round limit): keep them in the socket for next sweep
+            for i in rest.tolist():
+                media_socket = by_fd[int(fds[pending[i]])]
+                if media_socket.closed:
+                    continue
+                view, start = self._locate(int(self._bufs[i]))
+                media_socket._inbuf += view[start + int(consumed[i]) : start + int(lens[i])]
+                self._kind_by_fd[media_socket._pump_fd] = _KIND_PYTHON
+                if call_again:
+                    self._attention.add(media_socket)
+            break
+        targets = self._audio_targets
+        positions = fed[0] if len(fed) == 1 else np.unique(np.concatenate(fed))
+        for fd in fds[positions].tolist():
+            target = targets.get(fd)
+            if target is not None:
+                target[0](target[1])
+        return 0
+
+    def _locate(self, address: int) -> tuple[memoryview, int]:
+        """The arena (received or decrypted) that holds ``address``, and its offset there."""
+        offset = address - self._arena_address
+        if 0 <= offset < _ARENA_BYTES:
+            return self._arena_view, offset
+        return self._plain_view, address - self._plain_address
+
+    def _arena_records(self, count: int, fds: np.ndarray[Any, np.dtype[np.int32]],
+                       pending: np.ndarray[Any, np.dtype[np.int64]],
+                       touched: dict[MediaSocket, list[bytes]]) -> None:
+        """Handle the kernel's records of one arena round (rare: not audio)."""
+        batch = self._batch
+        views: dict[int, tuple[IngestConnection, memoryview]] = {}
+        for k in range(count):
+            native_record = batch._records[k]
+            index = int(native_record.conn)
+            media_socket = self._by_fd[int(fds[pending[index]])]
+            ingest = media_socket.ingest
+            if ingest is None:
+                continue
+            if index not in views:
+                view, start = self._locate(int(self._bufs[index]))
+                views[index] = (ingest, view[start : start + int(self._in_lens[index])])
+            record = IngestBatch._record(
+                native_record, cast(Sequence[tuple[IngestConnection, memoryview]], views))
+            messages = touched.setdefault(media_socket, [])
+            kind = record.kind
+            if kind is RecordKind.MESSAGE:
+                messages.append(record.payload)
+            elif kind is RecordKind.CONTROL:
+                media_socket.handle_control(record.opcode, record.payload)
+            else:
+                owner = self._sockets.get(media_socket)
+                if owner is not None:
+                    owner.on_ingest_record(media_socket, record)
+                if kind is RecordKind.ERROR and record.fatal:
+                    media_socket._fail(1002, f"unusable byte stream: {record.error.name}")
 
     def _finish(self, media_socket: MediaSocket, owner: MediaSocketOwner,
                 messages: list[bytes]) -> None:

@@ -4,8 +4,11 @@ One listening socket serves both roles by URL path (`/signaling`, `/media/<type>
 mode, `/media` for the unified `all` URL). Per-connection tasks do the control plane
 (upgrade, handshakes, keep-alive answers, close); ONE sweep task sends every due media
 frame of every session with non-blocking writes, so a thousand paced sessions cost one
-timer wake-up per tick instead of one per message. A housekeeping task sends keep-alives,
-closes silent sockets and injects random faults.
+timer wake-up per tick instead of one per message. Audio-only streams on plain ws://
+sockets are swept by native code (`PacedAudioSender`: one call formats and sends every due
+frame); everything else (TLS, faults, speaker rotation, pretty JSON, other media, a socket
+with queued bytes) goes through the Python path, which produces the same bytes. A
+housekeeping task sends keep-alives, closes silent sockets and injects random faults.
 
 This module must never let one client slow the others: a socket that does not read gets
 its bytes buffered (capped, then dropped and counted), never awaited in the sweep.
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import binascii
 import enum
+import functools
+import gc
 import heapq
 import itertools
 import json
@@ -50,6 +55,9 @@ from rtms_fast.sim import source as src
 from rtms_fast.sim.wire import (
     OP_BINARY,
     OP_TEXT,
+    AudioVoice,
+    PacedAudioSender,
+    SenderEvent,
     ServerConnection,
     frame_header,
     send_frames_batch,
@@ -85,6 +93,22 @@ _URL_KEYS: Final = {
 _TYPE_BY_KEY: Final = {v: k for k, v in _URL_KEYS.items()}
 _ALL_TYPES: Final = 1 | 2 | 4 | 8 | 16
 _CLOSE_WAIT_S: Final = 1.0
+# msg 8 (stream TERMINATED) goes out this long after a session's last media frame was
+# written: a client that closes every socket on msg 8 (the official SDK does) has read its
+# media sockets by then.
+_END_GRACE_S: Final = 0.1
+# A session whose media cannot finish (a slowed stream) ends at the latest this long after
+# its end time.
+_END_MEDIA_WAIT_MAX_S: Final = 1.0
+# What one native send may carry: a stream further behind than this goes through Python.
+_NATIVE_SCRATCH_BYTES: Final = 1 << 20
+# Client reads (upgrades, handshakes, keep-alive answers) processed per millisecond of sweep
+# tick. Readable sockets wake together (a client answers a burst of keep-alives at once):
+# unbounded, a few hundred ~100 us reads would run back to back and make the next sweep
+# late. Beyond the budget a read waits for the next tick; 5 per ms is 5,000 reads/s.
+_READS_PER_TICK_MS: Final = 5
+# Housekeeping period: short, so each pass sends a few keep-alives instead of a burst.
+_HOUSEKEEPING_S: Final = 0.2
 
 
 class FaultKind(enum.Enum):
@@ -141,6 +165,13 @@ class SimConfig:
     # interval by their start time, so each sweep sends a fraction of all sessions' frames
     # (short bursts) instead of every session at once.
     tick_ms: int = 5
+    # Send audio-only plain ws:// streams from native code (same bytes, less CPU); False
+    # sends every stream through the Python path.
+    native_sweep: bool = True
+    # Keep the cyclic garbage collector's passes short while running: gc.freeze() every
+    # sweep tick, gc.unfreeze() at close. Process-wide, hence a setting; cyclic garbage made
+    # while running is kept until close().
+    freeze_gc: bool = True
 
 
 @dataclass
@@ -159,6 +190,8 @@ class SimCounters:
     audio_frames_sent: int = 0
     audio_misses: int = 0  # audio frames written more than one send interval late
     max_audio_lag_ms: float = 0.0
+    native_audio_frames_sent: int = 0  # of audio_frames_sent, by the native sender
+    native_partial_sends: int = 0  # native sends a socket took in part (rest queued)
     messages_dropped_backpressure: int = 0
     keepalives_sent: int = 0
     keepalive_answers: int = 0
@@ -279,6 +312,16 @@ class _Track:
         self.late = int(late)
 
 
+@dataclass(frozen=True, slots=True)
+class _NativePlan:
+    """What the native sender needs to produce a stream's audio messages."""
+
+    voices: tuple[AudioVoice, ...]
+    period_ms: int
+    base_ms: int
+    samples_per_frame: int
+
+
 @dataclass(eq=False)
 class _Peer:
     """A connection and what the simulator knows about it."""
@@ -304,6 +347,9 @@ class MediaStream:
     t0: float | None = None
     sources: list[src.AudioSource] = field(default_factory=list)
     mixed: src.MixedAudioSource | None = None
+    phase: int = -1  # the sweep phase it is sent in; -1: every tick
+    native_plan: _NativePlan | None = None  # set when the native sender can send it
+    native_slot: int = -1  # >= 0 while the native sender sends it
 
 
 @dataclass(eq=False)
@@ -328,6 +374,7 @@ class SimSession:
     events: list[tuple[float, bytes]] = field(default_factory=list)
     subscriptions: dict[int, bool] = field(default_factory=dict)
     speaker_changes_sent: int = 0
+    media_done_at: float | None = None  # when every stream had sent its last item
 
     def peers(self) -> list[_Peer]:
         out = [] if self.signaling is None else [self.signaling]
@@ -367,10 +414,21 @@ class Simulator:
         ]
         self._by_stream = {s.rtms_stream_id: s for s in self.sessions}
         self._peers: set[_Peer] = set()
-        self._streams: list[MediaStream] = []  # every started media stream
+        # dicts used as ordered sets: O(1) removal when a stream changes hands
+        self._streams: dict[MediaStream, None] = {}  # every started media stream
         self._phases = 20 // config.tick_ms
-        self._phase_streams: list[list[MediaStream]] = [[] for _ in range(self._phases)]
-        self._every_tick_streams: list[MediaStream] = []  # periods not a multiple of 20 ms
+        # streams the Python sweep sends, by phase (native ones are in the native sender)
+        self._phase_streams: list[dict[MediaStream, None]] = [{} for _ in range(self._phases)]
+        self._every_tick_streams: dict[MediaStream, None] = {}  # periods not a multiple of 20
+        self._native: PacedAudioSender | None = None
+        if config.native_sweep and PacedAudioSender.available():
+            self._native = PacedAudioSender(_NATIVE_SCRATCH_BYTES)
+        self._native_streams: dict[int, MediaStream] = {}  # native slot -> stream
+        self._reads_per_tick = _READS_PER_TICK_MS * config.tick_ms
+        self._reads_left = self._reads_per_tick
+        self._read_lot = trio.lowlevel.ParkingLot()
+        # id(base64 cache) -> (the cache, kept alive so the id stays unique; native table id)
+        self._native_tables: dict[int, tuple[dict[int, bytes], int]] = {}
         self._timeline: list[tuple[float, int]] = []  # (due time, session index) heap
         self._rng = random.Random(config.seed)
         self._opcode = OP_BINARY if config.binary_frames else OP_TEXT
@@ -462,6 +520,8 @@ class Simulator:
         self.ca_file = str(path)
 
     def close(self) -> None:
+        if self.config.freeze_gc:
+            gc.unfreeze()
         for peer in list(self._peers):
             peer.conn.close_socket()
         if self._listener is not None:
@@ -486,6 +546,7 @@ class Simulator:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                                 self.config.socket_send_buffer_bytes)
             conn = ServerConnection(sock, self._ssl_context, self.config.max_buffer_bytes)
+            conn.read_gate = self._read_gate
             self.counters.connections_accepted += 1
             self._nursery.start_soon(self._serve_peer, _Peer(conn))
 
@@ -636,8 +697,8 @@ class Simulator:
     async def _finish_close(self, peer: _Peer) -> None:
         await peer.conn.drain(_CLOSE_WAIT_S)
         with trio.move_on_after(_CLOSE_WAIT_S):
-            while not peer.conn.closed:
-                await trio.sleep(0.02)
+            # an event, not a poll: a thousand sessions end within a second
+            await peer.conn.closed_event.wait()
         peer.conn.close_socket()
 
     def _on_signaling(self, peer: _Peer, msg_type: int, msg: dict[str, Any]) -> None:
@@ -772,12 +833,12 @@ class Simulator:
                     self._count_scheduled(stream, at_end=False)
 
     def _unschedule(self, stream: MediaStream) -> bool:
+        self._leave_native(stream)
         if stream not in self._streams:
             return False
-        self._streams.remove(stream)
+        del self._streams[stream]
         for group in (*self._phase_streams, self._every_tick_streams):
-            if stream in group:
-                group.remove(stream)
+            group.pop(stream, None)
         return True
 
     def _count_scheduled(self, stream: MediaStream, *, at_end: bool) -> None:
@@ -905,7 +966,17 @@ class Simulator:
                 self._send_speaker_change(session)
                 speaker = self._next_speaker_time(session)
             if session.end_at is not None and now >= session.end_at:
-                self._end_session(session, StopReason.MEETING_ENDED)
+                # the end: msg 8 and the close frames follow the last media after a grace
+                if session.media_done_at is None and (
+                        now >= session.end_at + _END_MEDIA_WAIT_MAX_S
+                        or all(self._stream_done(s) for s in session.media.values())):
+                    session.media_done_at = now
+                if session.media_done_at is None:
+                    heapq.heappush(timeline, (now + self.config.tick_ms / 1000.0, index))
+                elif now >= session.media_done_at + _END_GRACE_S - 1e-9:
+                    self._end_session(session, StopReason.MEETING_ENDED)
+                else:
+                    heapq.heappush(timeline, (session.media_done_at + _END_GRACE_S, index))
             else:
                 heapq.heappush(timeline, (self._session_next_due(session), index))
 
@@ -941,12 +1012,15 @@ class Simulator:
             period_ms = round(track.period_s * 1000)
             track.first_index = track.next_index = max(
                 0, -(-skipped_ms // period_ms) - track.late)
-        self._streams.append(stream)
+        self._streams[stream] = None
         if all(round(track.period_s * 1000) % 20 == 0 for track in stream.tracks):
             # every due time is ready_at + a multiple of 20 ms: always the same phase
-            self._phase_streams[session.ready_tick % self._phases].append(stream)
+            stream.phase = session.ready_tick % self._phases
+            self._phase_streams[stream.phase][stream] = None
         else:
-            self._every_tick_streams.append(stream)
+            self._every_tick_streams[stream] = None
+        if len(stream.tracks) != 1 or stream.phase < 0:
+            stream.native_plan = None  # the native sender sends audio-only streams
 
     def _content_prefix(self, msg_type: int, user_id: int, user_name: str) -> bytes:
         name = msgspec.json.encode(user_name)
@@ -1021,6 +1095,9 @@ class Simulator:
                 assert cache is not None
                 entries.append((prefixes[p], cache[0], cache[1], sources[p]))
             loop_len = caches[0][2] if caches[0] is not None else loop_len
+            stream.native_plan = self._native_plan(
+                [(prefixes[p], sources[p], caches[p]) for p in static_speakers], period,
+                base_ms, n)
 
             def build_cached(k0: int, k1: int) -> list[bytes]:
                 out = []
@@ -1110,6 +1187,7 @@ class Simulator:
     async def _sweep_loop(self) -> None:
         tick = self.config.tick_ms / 1000.0
         tick_index = self._grid_tick(trio.current_time())
+        freeze_gc = self.config.freeze_gc
         while True:
             await trio.sleep_until(tick_index * tick)
             now = trio.current_time()
@@ -1124,18 +1202,33 @@ class Simulator:
             self.counters.sweep_busy_s += time.perf_counter() - busy0
             self.counters.sweeps += 1
             tick_index = max(tick_index, current) + 1
+            if freeze_gc:
+                # A full cyclic collection over a thousand sessions' objects takes 50-150 ms,
+                # a middle one up to ~20 ms: either makes every stream late. What survived a
+                # tick leaves the collector's view (O(1); the simulator makes no cyclic
+                # garbage to speak of), so a collection only scans the last tick's objects.
+                # close() undoes it.
+                gc.freeze()
+            # a new read budget for the control plane until the next tick
+            woken = self._read_lot.unpark(count=self._reads_per_tick)
+            self._reads_left = self._reads_per_tick - len(woken)
+
+    async def _read_gate(self) -> None:
+        """Wait, when this tick's read budget is spent, for the next tick's."""
+        if self._reads_left > 0:
+            self._reads_left -= 1
+            return
+        await self._read_lot.park()
 
     def _sweep(self, now: float, phases: set[int] | None = None) -> None:
         """Send every due item of the streams in `phases` (default: all) and run the
         session timeline."""
         c = self.counters
-        media_frames = audio_frames = messages = misses = 0
-        batch_conns: list[ServerConnection] = []
-        batch_frames: list[bytes] = []
-        max_lag_s = c.max_audio_lag_ms / 1000.0
-        groups = [self._every_tick_streams]
-        groups += [self._phase_streams[i] for i in (phases if phases is not None
-                                                    else range(self._phases))]
+        tally = _SweepTally(c.max_audio_lag_ms / 1000.0)
+        phase_indexes = range(self._phases) if phases is None else phases
+        groups = [self._every_tick_streams, *(self._phase_streams[i] for i in phase_indexes)]
+        native = self._native
+        to_native: list[MediaStream] = []
         for stream in itertools.chain.from_iterable(groups):
             peer = stream.peer
             session = peer.session
@@ -1146,59 +1239,190 @@ class Simulator:
                 continue
             if conn.outbuf:
                 conn.flush()
-            effective_now = now
-            slow = session.slow_until > now
-            if slow:
-                effective_now = now - self.config.slow_delay_ms / 1000.0
-            elapsed = effective_now - stream.t0
-            chunks: list[bytes] = []
-            stream_media = stream_audio = 0
-            for track in stream.tracks:
-                k = track.next_index
-                if k >= track.total:
-                    continue
-                period_s = track.period_s
-                due = min(int((elapsed + 1e-9) / period_s) - track.late, track.total - 1)
-                if due < k:
-                    continue
-                msgs = track.build(k, due)
-                chunks.extend(msgs)
-                frames = due - k + 1
-                stream_media += frames
-                if track.is_audio:
-                    stream_audio += frames
-                    if not slow:
-                        # frame j is late when now - (t0 + j * period) > period; the oldest
-                        # frame of this batch is the latest
-                        lag = now - (stream.t0 + k * period_s)
-                        if lag > max_lag_s:
-                            max_lag_s = lag
-                        if lag > period_s + 1e-6:
-                            last_late = math.ceil((now - stream.t0 - period_s - 1e-6)
-                                                  / period_s) - 1
-                            misses += min(due, last_late) - k + 1
-                track.next_index = due + 1
-            if chunks:
-                if len(conn.outbuf) > conn.max_buffer_bytes:
-                    # a reader that does not read loses media, counted
-                    c.messages_dropped_backpressure += len(chunks)
-                else:
-                    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                    if conn.batchable:  # plain TCP, nothing queued: one native call below
-                        batch_conns.append(conn)
-                        batch_frames.append(data)
-                    else:
-                        conn.send_raw_frames(data)
-                    media_frames += stream_media
-                    audio_frames += stream_audio
-                    messages += len(chunks)
-        send_frames_batch(batch_conns, batch_frames)
-        c.media_frames_sent += media_frames
-        c.audio_frames_sent += audio_frames
-        c.messages_sent += messages
-        c.audio_misses += misses
-        c.max_audio_lag_ms = max_lag_s * 1000.0
+            if (stream.native_plan is not None and native is not None and conn.batchable
+                    and session.slow_until <= now):
+                to_native.append(stream)  # moved after the loop: it changes the groups
+                continue
+            self._sweep_stream(stream, session, conn, now, tally)
+        for stream in to_native:
+            if not self._go_native(stream):
+                session = stream.peer.session
+                assert session is not None
+                self._sweep_stream(stream, session, stream.peer.conn, now, tally)
+        if native is not None and self._native_streams:
+            mask = sum(1 << i for i in phase_indexes)
+            totals = native.sweep(now, mask, tally.max_lag_s)
+            tally.media_frames += totals.frames
+            tally.audio_frames += totals.frames
+            tally.messages += totals.messages
+            tally.misses += totals.misses
+            tally.max_lag_s = totals.max_lag_s
+            c.native_audio_frames_sent += totals.frames
+            for event in totals.events:
+                self._on_sender_event(event, now, tally)
+        send_frames_batch(tally.batch_conns, tally.batch_frames)
+        c.media_frames_sent += tally.media_frames
+        c.audio_frames_sent += tally.audio_frames
+        c.messages_sent += tally.messages
+        c.audio_misses += tally.misses
+        c.max_audio_lag_ms = tally.max_lag_s * 1000.0
         self._run_session_timeline(now)
+
+    def _sweep_stream(self, stream: MediaStream, session: SimSession, conn: ServerConnection,
+                      now: float, tally: _SweepTally) -> None:
+        """The Python path: build and write (or queue in `tally`) every due item of one
+        stream."""
+        assert stream.t0 is not None
+        effective_now = now
+        slow = session.slow_until > now
+        if slow:
+            effective_now = now - self.config.slow_delay_ms / 1000.0
+        elapsed = effective_now - stream.t0
+        chunks: list[bytes] = []
+        stream_media = stream_audio = 0
+        for track in stream.tracks:
+            k = track.next_index
+            if k >= track.total:
+                continue
+            period_s = track.period_s
+            due = min(int((elapsed + 1e-9) / period_s) - track.late, track.total - 1)
+            if due < k:
+                continue
+            msgs = track.build(k, due)
+            chunks.extend(msgs)
+            frames = due - k + 1
+            stream_media += frames
+            if track.is_audio:
+                stream_audio += frames
+                if not slow:
+                    # frame j is late when now - (t0 + j * period) > period; the oldest
+                    # frame of this batch is the latest
+                    lag = now - (stream.t0 + k * period_s)
+                    if lag > tally.max_lag_s:
+                        tally.max_lag_s = lag
+                    if lag > period_s + 1e-6:
+                        last_late = math.ceil((now - stream.t0 - period_s - 1e-6)
+                                              / period_s) - 1
+                        tally.misses += min(due, last_late) - k + 1
+            track.next_index = due + 1
+        if not chunks:
+            return
+        if len(conn.outbuf) > conn.max_buffer_bytes:
+            # a reader that does not read loses media, counted
+            self.counters.messages_dropped_backpressure += len(chunks)
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if conn.batchable:  # plain TCP, nothing queued: one native call at the sweep's end
+            tally.batch_conns.append(conn)
+            tally.batch_frames.append(data)
+        else:
+            conn.send_raw_frames(data)
+        tally.media_frames += stream_media
+        tally.audio_frames += stream_audio
+        tally.messages += len(chunks)
+
+    # ---- the native sender's side of the sweep ----------------------------------------
+
+    def _native_plan(self, voices: list[tuple[bytes, src.AudioSource | src.MixedAudioSource,
+                                              tuple[dict[int, bytes], int, int] | None]],
+                     period_ms: int, base_ms: int, samples_per_frame: int) -> _NativePlan | None:
+        """How the native sender produces these voices' messages, or None when it cannot."""
+        native = self._native
+        if native is None:
+            return None
+        out = []
+        for prefix, source, cache in voices:
+            if cache is None or len(prefix) > PacedAudioSender.MAX_PREFIX_BYTES:
+                return None
+            table = self._native_table(native, source, cache, samples_per_frame)
+            if table is None:
+                return None
+            out.append(AudioVoice(prefix, table, cache[1]))
+        return _NativePlan(tuple(out), period_ms, base_ms, samples_per_frame)
+
+    def _native_table(self, native: PacedAudioSender,
+                      source: src.AudioSource | src.MixedAudioSource,
+                      cache: tuple[dict[int, bytes], int, int], samples_per_frame: int,
+                      ) -> int | None:
+        """The native copy of a source's base64 cache, every entry filled from the source
+        itself (so native frames carry exactly the Python path's bytes)."""
+        by_offset, shift, loop_len = cache
+        known = self._native_tables.get(id(by_offset))
+        if known is not None:
+            return known[1]
+        step = math.gcd(samples_per_frame, loop_len)
+        if shift % step:
+            return None
+        entries: list[bytes] = [b""] * (loop_len // step)
+        # frames 0..len-1 start at every multiple of step once (k * spf mod loop cycles)
+        for k in range(len(entries)):
+            entries[((k * samples_per_frame + shift) % loop_len) // step] = \
+                source.b64_payload(k)
+        try:
+            table = native.add_table(entries, step, loop_len)
+        except ValueError:
+            return None
+        self._native_tables[id(by_offset)] = (by_offset, table)
+        return table
+
+    def _go_native(self, stream: MediaStream) -> bool:
+        """Hand a stream to the native sender (False: it stays on the Python path)."""
+        native, plan = self._native, stream.native_plan
+        assert native is not None and plan is not None and stream.t0 is not None
+        track = stream.tracks[0]
+        conn = stream.peer.conn
+        try:
+            slot = native.add_stream(
+                conn.fd, phase=stream.phase, opcode=self._opcode, t0_s=stream.t0,
+                period_s=track.period_s, period_ms=plan.period_ms, base_ms=plan.base_ms,
+                next_index=track.next_index, total=track.total,
+                samples_per_frame=plan.samples_per_frame, voices=plan.voices)
+        except (ValueError, MemoryError):
+            stream.native_plan = None
+            return False
+        stream.native_slot = slot
+        self._native_streams[slot] = stream
+        conn.on_queue_or_close = functools.partial(self._leave_native, stream)
+        del self._phase_streams[stream.phase][stream]
+        return True
+
+    def _leave_native(self, stream: MediaStream) -> None:
+        """Take a stream back from the native sender (its socket got queued bytes, closed,
+        or its session a fault); the Python sweep sends it from now on, and hands it back
+        once it is clean."""
+        slot = stream.native_slot
+        if slot < 0 or self._native is None:
+            return
+        stream.native_slot = -1
+        del self._native_streams[slot]
+        stream.tracks[0].next_index = self._native.remove(slot)
+        stream.peer.conn.on_queue_or_close = None
+        if stream in self._streams:
+            self._phase_streams[stream.phase][stream] = None
+
+    def _on_sender_event(self, event: SenderEvent, now: float, tally: _SweepTally) -> None:
+        stream = self._native_streams[event.slot]
+        conn = stream.peer.conn
+        if event.kind == PacedAudioSender.PARTIAL:
+            assert self._native is not None
+            self.counters.native_partial_sends += 1
+            data = self._native.format_frames(event.slot, event.first_index, event.last_index)
+            conn.queue_unsent(data[event.sent_bytes:])  # takes the stream off the sender
+            self._leave_native(stream)
+        elif event.kind == PacedAudioSender.ERROR:
+            self._leave_native(stream)
+            conn.close_socket()
+        else:  # TOO_BIG: nothing sent, nothing counted; the Python path sends it now
+            self._leave_native(stream)
+            session = stream.peer.session
+            if session is not None and not conn.closed:
+                self._sweep_stream(stream, session, conn, now, tally)
+
+    def _stream_done(self, stream: MediaStream) -> bool:
+        """True when the stream has sent (or dropped) its last item."""
+        if stream.native_slot >= 0 and self._native is not None:
+            return self._native.next_index(stream.native_slot) >= stream.tracks[0].total
+        return all(track.next_index >= track.total for track in stream.tracks)
 
     def _send_raw(self, peer: _Peer, body: bytes) -> None:
         if peer.conn.send_message(body, self._opcode):
@@ -1236,7 +1460,7 @@ class Simulator:
 
     async def _housekeeping_loop(self) -> None:
         cfg = self.config
-        period = min(0.5, cfg.keepalive_interval_s / 4)
+        period = min(_HOUSEKEEPING_S, cfg.keepalive_interval_s / 4)
         while True:
             await trio.sleep(period)
             now = trio.current_time()
@@ -1297,11 +1521,13 @@ class Simulator:
         self.fault_log.append((session_index, kind, target))
         now = trio.current_time()
         until = now + duration_s
-        if kind is FaultKind.STALL:
-            session.stalled_until = until
-            return
-        if kind is FaultKind.SLOW:
-            session.slow_until = until
+        if kind in (FaultKind.STALL, FaultKind.SLOW):
+            if kind is FaultKind.STALL:
+                session.stalled_until = until
+            else:
+                session.slow_until = until
+            for stream in list(session.media.values()):
+                self._leave_native(stream)  # the Python sweep knows these faults
             return
         if kind is FaultKind.KEEPALIVE_SILENCE:
             session.ka_silent_until = until
@@ -1330,6 +1556,19 @@ class Simulator:
                 body = self._content_prefix(14, src.participant_id(0),
                                             src.participant_name(0)) + b'AAAA","timestamp":1}}'
                 self._send_raw(peer, body[: len(body) // 2])
+
+
+class _SweepTally:
+    """What one sweep sent, and the plain-TCP writes it batches into one native call."""
+
+    __slots__ = ("audio_frames", "batch_conns", "batch_frames", "max_lag_s", "media_frames",
+                 "messages", "misses")
+
+    def __init__(self, max_lag_s: float) -> None:
+        self.media_frames = self.audio_frames = self.messages = self.misses = 0
+        self.max_lag_s = max_lag_s
+        self.batch_conns: list[ServerConnection] = []
+        self.batch_frames: list[bytes] = []
 
 
 def _per_item(build_one: Callable[[int], bytes]) -> Callable[[int, int], list[bytes]]:

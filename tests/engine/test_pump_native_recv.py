@@ -1,0 +1,255 @@
+"""The native batched receive (csrc/recv_batch.c) and the pump's arena path over real
+loopback sockets: bytes land where the offsets say, every outcome is reported, and a
+socket read through the arena gets exactly what the Python path would give it (audio in
+its ring, messages and control frames to the owner, partial frames kept, ends reported)."""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import trio
+from wsproto.connection import Connection, ConnectionType
+
+from rtms_fast import codecs
+from rtms_fast.bench.workloads import g711_rtp_message
+from rtms_fast.ingest import (
+    Codec,
+    ContentType,
+    IngestBatch,
+    IngestConfig,
+    IngestConnection,
+    IngestRecord,
+)
+from rtms_fast.native import ffi, lib
+from rtms_fast.pump import MediaPump, MediaSocket
+
+
+def _frame(payload: bytes, opcode: int = 1) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes([0x80 | opcode, n]) + payload
+    return bytes([0x80 | opcode, 126]) + struct.pack(">H", n) + payload
+
+
+@pytest.fixture
+def tcp_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    """Three connected loopback TCP pairs: (sender, non-blocking receiver)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    pairs = []
+    for _ in range(3):
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        client.setblocking(False)
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pairs.append((server, client))
+    listener.close()
+    yield pairs
+    for server, client in pairs:
+        server.close()
+        client.close()
+
+
+class _Arrays:
+    def __init__(self, n: int, cap: int) -> None:
+        self.arena = ffi.new("uint8_t[]", cap)
+        self.offsets = ffi.new("size_t[]", n)
+        self.lens = ffi.new("size_t[]", n)
+        self.results = ffi.new("int64_t[]", n)
+        self.cap = cap
+
+    def recv(self, fds: list[int], max_per_fd: int, flags: int = 0) -> int:
+        return int(lib.rtms_recv_batch(ffi.new("int32_t[]", fds), len(fds), self.arena,
+                                       self.cap, max_per_fd, flags, self.offsets, self.lens,
+                                       self.results))
+
+    def data(self, i: int) -> bytes:
+        return bytes(ffi.buffer(self.arena + self.offsets[i], self.lens[i]))
+
+
+def _wait_readable(sock: socket.socket) -> None:
+    assert select.select([sock], [], [], 2.0)[0], "no data arrived"
+
+
+@pytest.mark.parametrize("flags", [0, 1])
+def test_recv_batch_reports_data_nothing_end_and_errors(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]], flags: int
+) -> None:
+    (s0, c0), (_, c1), (s2, c2) = tcp_pairs
+    s0.sendall(b"first socket")
+    s2.close()  # end of stream for c2
+    _wait_readable(c0)
+    _wait_readable(c2)
+    arrays = _Arrays(4, 1024)
+    used = arrays.recv([c0.fileno(), c1.fileno(), c2.fileno(), -1], 512, flags)
+    assert used == len(b"first socket")
+    assert list(arrays.results) == [12, 0, lib.RTMS_RECV_EOF, -errno.EBADF]
+    assert arrays.data(0) == b"first socket"
+    assert [arrays.lens[i] for i in range(1, 4)] == [0, 0, 0]
+
+
+def test_recv_batch_lays_sockets_end_to_end_within_the_caps(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    (s0, c0), (s1, c1), (s2, c2) = tcp_pairs
+    s0.sendall(b"a" * 100)
+    s1.sendall(b"b" * 30)
+    s2.sendall(b"c" * 10)
+    for c in (c0, c1, c2):
+        _wait_readable(c)
+    arrays = _Arrays(3, 100)
+    # per-socket cap 64: c0 gives 64; c1 gets the 30 it has; c2 finds 6 bytes of room
+    used = arrays.recv([c0.fileno(), c1.fileno(), c2.fileno()], 64)
+    assert list(arrays.results) == [64, 30, 6]
+    assert used == 100
+    assert [arrays.offsets[i] for i in range(3)] == [0, 64, 94]
+    assert arrays.data(0) == b"a" * 64 and arrays.data(1) == b"b" * 30
+    assert arrays.data(2) == b"c" * 6
+    # the arena is full now for a further socket: skipped, not read
+    used = arrays.recv([c0.fileno()], 0)
+    assert used == 0 and arrays.results[0] == lib.RTMS_RECV_SKIPPED
+    assert c0.recv(100) == b"a" * 36  # nothing was lost
+
+
+def test_epoll_ready_lists_only_readable_descriptors(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    poller = select.epoll()
+    try:
+        for _, c in tcp_pairs:
+            poller.register(c.fileno(), select.EPOLLIN)
+        fds = ffi.new("int32_t[]", 8)
+        scratch = ffi.new("uint8_t[]", 8 * lib.rtms_epoll_event_bytes())
+        assert lib.rtms_epoll_ready(poller.fileno(), scratch, len(scratch), fds, 8) == 0
+        tcp_pairs[1][0].sendall(b"x")
+        _wait_readable(tcp_pairs[1][1])
+        count = lib.rtms_epoll_ready(poller.fileno(), scratch, len(scratch), fds, 8)
+        assert count == 1 and fds[0] == tcp_pairs[1][1].fileno()
+        assert lib.rtms_epoll_ready(-1, scratch, len(scratch), fds, 8) == -errno.EBADF
+    finally:
+        poller.close()
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.records: list[IngestRecord] = []
+        self.audio_notices = 0
+        self.closed: tuple[int, str] | None = None
+
+    def on_media_messages(self, media_socket: MediaSocket, messages: list[bytes]) -> None:
+        self.messages.extend(messages)
+
+    def on_media_closed(self, media_socket: MediaSocket, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def on_ingest_record(self, media_socket: MediaSocket, record: IngestRecord) -> None:
+        self.records.append(record)
+
+    def on_audio_ingested(self, media_socket: MediaSocket) -> None:
+        self.audio_notices += 1
+
+
+async def _sweep_until(pump: MediaPump, done: Callable[[], bool], rounds: int = 100) -> None:
+    for _ in range(rounds):
+        pump.sweep()
+        if done():
+            return
+        await trio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
+async def test_arena_path_matches_the_stream(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    pump = MediaPump(20)
+    config = IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
+    owners: list[_Owner] = []
+    ingests: list[IngestConnection] = []
+    servers: list[socket.socket] = []
+    for server, client in tcp_pairs:
+        media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
+        media._ws = _open_client()
+        ingest = IngestConnection(config)
+        media.start_data_phase(ingest)
+        owner = _Owner()
+        pump.register(media, owner)
+        owners.append(owner)
+        ingests.append(ingest)
+        servers.append(server)
+    rng = np.random.default_rng(5)
+    codes = [rng.integers(0, 256, 160, dtype=np.uint8).tobytes() for _ in range(6)]
+    frames = [_frame(g711_rtp_message(seq, codes[seq])) for seq in range(6)]
+    pump.sweep()  # new sockets take the Python path once
+    assert all(pump._kind_by_fd[c.fileno()] == 1 for _, c in tcp_pairs)
+    # socket 0: two whole frames, then a frame split across two sweeps
+    servers[0].sendall(frames[0] + frames[1] + frames[2][:50])
+    # socket 1: audio, a keep-alive style message, a ping
+    keepalive = b'{"msg_type":12,"timestamp":1}'
+    servers[1].sendall(frames[0] + _frame(keepalive) + _frame(b"hi", opcode=0x9))
+    await _sweep_until(pump, lambda: len(owners[1].messages) == 1)
+    await _sweep_until(pump, lambda: ingests[0].stats().audio_ingested == 2)
+    assert pump._kind_by_fd[tcp_pairs[0][1].fileno()] == 0  # holds a partial frame
+    servers[0].sendall(frames[2][50:] + frames[3])
+    await _sweep_until(pump, lambda: ingests[0].stats().audio_ingested == 4)
+    assert pump._kind_by_fd[tcp_pairs[0][1].fileno()] == 1  # back on the arena path
+    expected = np.concatenate([codecs.decode_alaw(c) for c in codes[:4]])
+    np.testing.assert_array_equal(ingests[0].ring(0).read_copy(), expected)
+    assert owners[1].messages == [keepalive]
+    pong = tcp_pairs[1][0].recv(64)
+    assert pong[0] == 0x8A and pong[1] & 0x7F == 2  # a masked pong echoing "hi"
+    assert {r.user_id for o in owners[:2] for r in o.records} == {16778240}
+    assert owners[0].audio_notices >= 2 and owners[2].audio_notices == 0
+    # socket 2: the peer goes away without a close frame
+    servers[2].close()
+    await _sweep_until(pump, lambda: owners[2].closed is not None)
+    assert owners[2].closed == (1006, "connection lost without a close frame")
+    assert pump.stats.sockets == 2
+
+
+def _open_client() -> Any:
+    """A wsproto client connection already past its upgrade: it frames (masked, as a
+    client must) the pongs the socket answers with."""
+    return Connection(ConnectionType.CLIENT)
+
+
+async def test_arena_path_calls_again_when_the_records_fill_up(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """With room for two records per kernel call, ONE sweep still delivers every message of
+    every socket in order, and the audio after them lands in the rings."""
+    pump = MediaPump(20)
+    pump._batch = IngestBatch(max_connections=8, max_records=2)
+    config = IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
+    owners: list[_Owner] = []
+    ingests: list[IngestConnection] = []
+    for _, client in tcp_pairs:
+        media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
+        media._ws = _open_client()
+        ingest = IngestConnection(config)
+        media.start_data_phase(ingest)
+        owner = _Owner()
+        pump.register(media, owner)
+        owners.append(owner)
+        ingests.append(ingest)
+    pump.sweep()
+    codes = bytes(range(160))
+    for k, (server, _) in enumerate(tcp_pairs):
+        texts = [b'{"msg_type":12,"n":%d,"k":%d}' % (n, k) for n in range(7)]
+        server.sendall(b"".join(_frame(t) for t in texts)
+                       + _frame(g711_rtp_message(k, codes)))
+    for _, client in tcp_pairs:
+        _wait_readable(client)
+    pump.sweep()  # one sweep: the kernel is called again until every input is done
+    for k, owner in enumerate(owners):
+        assert owner.messages == [b'{"msg_type":12,"n":%d,"k":%d}' % (n, k) for n in range(7)]
+    assert all(i.stats().audio_ingested == 1 for i in ingests)
+    assert all(o.audio_notices == 1 for o in owners)
