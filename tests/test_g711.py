@@ -31,11 +31,9 @@ def _alaw_formula(code: int) -> int:
     sign = 1 if v & 0x80 else -1
     exponent = (v >> 4) & 0x07
     mantissa = v & 0x0F
-    if exponent == 0:
-        magnitude = (mantissa * 2 + 1) * 8
-    else:
-        magnitude = ((mantissa * 2 + 33) << (exponent - 1)) * 8
-    return sign * magnitude
+    # segment 0 is linear; segment e >= 1 adds the implicit leading bit and doubles e - 1 times
+    steps = mantissa * 2 + 1 if exponent == 0 else (mantissa * 2 + 33) << (exponent - 1)
+    return sign * steps * 8
 
 
 def _ulaw_formula(code: int) -> int:
@@ -72,9 +70,10 @@ def test_encode_inverts_decode_and_quantises_to_nearest(decode, encode) -> None:
     assert np.all(np.diff(quantised) >= 0)
     # And each input maps to a level no farther than the local step size.
     sorted_levels = np.unique(levels.astype(np.int32))
-    idx = np.clip(np.searchsorted(sorted_levels, ALL_PCM.astype(np.int32)), 1, len(sorted_levels) - 1)
+    pcm32 = ALL_PCM.astype(np.int32)
+    idx = np.clip(np.searchsorted(sorted_levels, pcm32), 1, len(sorted_levels) - 1)
     gap = sorted_levels[idx] - sorted_levels[idx - 1]
-    inside = (ALL_PCM >= sorted_levels[0]) & (ALL_PCM <= sorted_levels[-1])
+    inside = (sorted_levels[0] <= pcm32) & (pcm32 <= sorted_levels[-1])
     err = np.abs(quantised - ALL_PCM.astype(np.int32))
     assert np.all(err[inside] <= gap[inside])
 
