@@ -36,6 +36,7 @@ import select
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol, cast
@@ -73,6 +74,17 @@ __all__ = [
 ]
 
 _RECV_BYTES: Final = 256 * 1024
+_scratch = threading.local()
+
+
+def _recv_scratch() -> bytearray:
+    """This thread's receive buffer, shared by every socket read on it: reads are
+    synchronous and copy out before returning, so one buffer serves all sockets (a buffer
+    per socket would cost 256 KiB of resident memory per media connection)."""
+    buffer: bytearray | None = getattr(_scratch, "buffer", None)
+    if buffer is None:
+        buffer = _scratch.buffer = bytearray(_RECV_BYTES)
+    return buffer
 #: Most bytes read from one socket in one sweep, so one busy socket cannot starve the rest.
 _MAX_READ_PER_SWEEP: Final = 4 * 1024 * 1024
 _CLOSE_ABNORMAL: Final = 1006
@@ -217,7 +229,6 @@ class MediaSocket:
         self._partial: list[bytes] = []
         self._partial_bytes = 0
         self._pending_out = bytearray()
-        self._recv_buffer = bytearray(_RECV_BYTES)
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""
@@ -409,7 +420,7 @@ class MediaSocket:
         stream. One copy per byte on plain sockets, no per-read allocation."""
         total = 0
         eof = False
-        buffer = self._recv_buffer
+        buffer = _recv_scratch()
         view = memoryview(buffer)
         tls = self._ssl is not None
         while total < _MAX_READ_PER_SWEEP:

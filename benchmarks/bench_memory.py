@@ -1,0 +1,87 @@
+"""Resident memory per session: the engine in this process, the simulator in another.
+
+200 sessions of 20 ms G.711/RTP audio are joined; after 6 s of media the growth of this
+process's resident set, divided by the sessions, is recorded with and without the rings'
+own memory (``ring_memory_bytes``: their capacity is a setting). TLS state is extra and
+measured separately.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from rtms_fast import Engine, EngineSettings, SessionSpec
+
+SESSIONS = 200
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _measure(tls: bool, tmp: Path) -> dict[str, Any]:
+    ca = tmp / "ca.pem"
+    cmd = [sys.executable, "-m", "rtms_fast", "simulate", "--sessions", str(SESSIONS),
+           "--duration", "12", "--codec", "pcma", "--join-timeout", "60"]
+    if tls:
+        cmd += ["--tls", "--ca-file", str(ca)]
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert sim.stdout is not None
+        payloads = [json.loads(sim.stdout.readline())["payload"] for _ in range(SESSIONS)]
+        settings = EngineSettings(
+            media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
+            audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=SESSIONS + 1,
+            ca_file=str(ca) if tls else None)
+        out: dict[str, Any] = {}
+
+        async def main() -> None:
+            async with Engine(settings, client_id="client", client_secret="secret") as engine:
+                await trio.sleep(0.3)
+                base = _rss_bytes()
+                for p in payloads:
+                    engine.start_session(SessionSpec(
+                        rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
+                        server_urls=p["server_urls"], client_id="client",
+                        client_secret="secret"))
+                await trio.sleep(6)
+                stats = engine.stats()
+                growth = _rss_bytes() - base
+                out.update(
+                    sessions=SESSIONS, tls=tls, rss_growth_bytes=growth,
+                    ring_memory_bytes=stats.ring_memory_bytes,
+                    per_session_bytes=round(growth / SESSIONS),
+                    per_session_excluding_rings=round(
+                        (growth - stats.ring_memory_bytes) / SESSIONS),
+                    audio_messages=stats.media["audio"].messages,
+                )
+                for session in engine.sessions():
+                    session.close()
+
+        trio.run(main)
+        return out
+    finally:
+        sim.kill()
+        sim.wait()
+        if sim.stdout is not None:
+            sim.stdout.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_memory_per_session(benchmark: Any, tls: bool, tmp_path: Path) -> None:
+    benchmark.group = "memory-per-session"
+    result = benchmark.pedantic(_measure, args=(tls, tmp_path), rounds=1, iterations=1)
+    benchmark.extra_info.update(result)
+    assert result["audio_messages"] > 0
+    print(json.dumps(result))
