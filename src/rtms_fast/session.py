@@ -18,6 +18,11 @@ sockets (``pump.MediaSocket``; data plane). Lifecycle:
    signaling 60 s), with backoff and jitter, against an ABSOLUTE deadline set at the first
    drop of an episode: repeated drops never extend it. Past it, the outcome is StreamLost.
 
+The protocol rules (handshakes, status codes, states, keep-alive answers on signaling, the
+close request and its timeout) are kept by the sans-IO machines of ``rtms_fast.protocol``: one
+``ClientSignalingConnection`` per join attempt and one ``ClientMediaConnection`` per media
+handshake; this module does the I/O and turns their events into engine events.
+
 The outcome is always one typed ``StreamStopped`` event. A session never raises into the
 engine: any unexpected error becomes outcome ``failed``. This module must never parse
 WebSocket frames itself (``pump`` does), block the Trio thread, or wait on a consumer.
@@ -71,30 +76,39 @@ from rtms_fast.ingest import (
 )
 from rtms_fast.protocol import (
     AudioParams,
-    ClientReadyAck,
+    ClientMediaConnection,
+    ClientSignalingConnection,
+    ClientSignalingState,
+    CloseAcknowledged,
+    CloseOutcome,
+    CloseTimeout,
+    ConnectionEvent,
     DeskshareParams,
-    EventSubscriptionItem,
+    Event,
+    EventReceived,
     EventType,
     EventUpdate,
+    HandshakeAccepted,
+    HandshakeRejected,
     KeepAliveRequest,
+    KeepAliveRequested,
     KeepAliveResponse,
+    MediaContent,
     MediaDataAudio,
     MediaDataChat,
     MediaDataShare,
     MediaDataTranscript,
     MediaDataVideo,
-    MediaHandshakeRequest,
     MediaHandshakeResponse,
     MediaParams,
+    MediaReceived,
     MediaType,
+    MissingField,
     ProtocolError,
-    SessionStateUpdate,
-    SignalingHandshakeRequest,
+    ProtocolViolation,
     SignalingHandshakeResponse,
-    StreamCloseRequest,
-    StreamCloseResponse,
-    StreamState,
-    StreamStateUpdate,
+    StateError,
+    StreamClosed,
     ToleranceStats,
     TranscriptParams,
     UnknownMessageType,
@@ -102,7 +116,10 @@ from rtms_fast.protocol import (
     decode_message,
     encode_message,
 )
-from rtms_fast.protocol import EventSubscription as EventSubscriptionMsg
+from rtms_fast.protocol import ChatReceived as ProtoChatReceived
+from rtms_fast.protocol import SessionStateChanged as ProtoSessionStateChanged
+from rtms_fast.protocol import StreamStateChanged as ProtoStreamStateChanged
+from rtms_fast.protocol import TranscriptReceived as ProtoTranscriptReceived
 from rtms_fast.protocol.enums import (
     AudioChannel,
     AudioSampleRate,
@@ -111,6 +128,7 @@ from rtms_fast.protocol.enums import (
     MediaContentType,
     StopReason,
 )
+from rtms_fast.protocol.messages import ChatContent, TranscriptContent
 from rtms_fast.protocol.signature import rtms_signature
 from rtms_fast.protocol.webhook import Product, StreamStart
 from rtms_fast.pump import (
@@ -386,6 +404,9 @@ class Session:
         self._end_done = trio.Event()
         self._close_done = trio.Event()
         self._signaling: trio_websocket.WebSocketConnection | None = None
+        # The signaling protocol rules (handshake, states, close) live in this machine;
+        # one per join attempt. Its clock is Trio's, in ms.
+        self._sig: ClientSignalingConnection | None = None
         self._slots: list[_MediaSlot] = []
         self._sequence = self._rng.randrange(100_000, 10_000_000)
         self._started_at = time.monotonic()
@@ -514,6 +535,11 @@ class Session:
     # ---- helpers -------------------------------------------------------------------------
     def _now_ms(self) -> int:
         return int(time.time() * 1000)
+
+    @staticmethod
+    def _clock_ms() -> int:
+        """The protocol machines' clock: Trio's, so timeouts follow the Trio clock."""
+        return int(trio.current_time() * 1000)
 
     def _publish(self, event: EngineEvent) -> None:
         self.events.publish(event)
@@ -669,11 +695,10 @@ class Session:
                 async with trio.open_nursery() as handshakes:
                     for slot in self._slots:
                         handshakes.start_soon(self._open_media, slot)
-            await ws.send_message(encode_message(ClientReadyAck(
-                rtms_stream_id=self.rtms_stream_id)).decode())
-            await ws.send_message(encode_message(EventSubscriptionMsg(events=[
-                EventSubscriptionItem(event_type=t, subscribe=True)
-                for t in _SUBSCRIBED_EVENTS])).decode())
+            sig = self._sig
+            assert sig is not None
+            await ws.send_message(sig.ready_ack().decode())
+            await ws.send_message(sig.subscribe(_SUBSCRIBED_EVENTS).decode())
             if interrupted_at is not None:
                 gap_s = trio.current_time() - interrupted_at
                 self._account_gap(gap_s)
@@ -700,32 +725,39 @@ class Session:
     async def _signaling_handshake(
         self, ws: trio_websocket.WebSocketConnection
     ) -> SignalingHandshakeResponse:
-        request = SignalingHandshakeRequest(
-            meeting_uuid=self.spec.signature_id, rtms_stream_id=self.rtms_stream_id,
-            signature=self._signature, sequence=self._next_sequence(),
-            rtms_client_agent=CLIENT_AGENT)
-        await ws.send_message(encode_message(request).decode())
+        s = self.settings
+        sig = ClientSignalingConnection(
+            self.spec.signature_id, self.rtms_stream_id, self._signature,
+            handshake_timeout_ms=int(s.handshake_timeout_s * 1000),
+            close_timeout_ms=int(s.close_timeout_s * 1000),
+            client_agent=CLIENT_AGENT, tolerance=self.tolerance)
+        self._sig = sig
+        await ws.send_message(sig.handshake(self._clock_ms(), self._next_sequence()).decode())
         while True:
             raw = await ws.get_message()
             self._signaling_last_rx = trio.current_time()
-            msg = self._decode(raw)
-            if msg is None:
-                continue
-            if isinstance(msg, KeepAliveRequest):
-                await self._answer_keepalive_ws(ws, msg)
-                continue
-            if isinstance(msg, SignalingHandshakeResponse):
-                if msg.status_code is None or msg.status_code != 0:
-                    raise _Rejected(msg.status_code,
-                                    f"signaling handshake refused: status {msg.status_code} "
-                                    f"{msg.reason or ''}".strip())
-                return msg
-            self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
+            events = self._sig_receive(sig, raw)
+            for event in events:
+                if isinstance(event, KeepAliveRequested):
+                    await self._answer_keepalive_ws(ws, sig, event)
+                elif isinstance(event, HandshakeAccepted):
+                    assert sig.response is not None
+                    return sig.response
+                elif isinstance(event, HandshakeRejected):
+                    if any(isinstance(e, ProtocolViolation) for e in events):
+                        raise _Rejected(None, "signaling handshake response has no media_server")
+                    raise _Rejected(event.status_code,
+                                    f"signaling handshake refused: status {event.status_code} "
+                                    f"{event.reason}".strip())
+                elif isinstance(event, StreamClosed):
+                    raise _Ended(int(event.reason), "the server ended the stream")
+                elif not isinstance(event, ProtocolViolation):
+                    # anything but the answer while joining is not used
+                    self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
 
     def _media_urls(self, response: SignalingHandshakeResponse) -> dict[str, str]:
         server = response.media_server
-        if server is None:
-            raise _Rejected(None, "signaling handshake response has no media_server")
+        assert server is not None  # the machine rejects an answer without one
         urls = server.server_urls
         if isinstance(urls, str):  # tolerated shape (section 19)
             return {"all": urls}
@@ -784,28 +816,41 @@ class Session:
             slot.url, ssl_context=self._ssl_for(slot.url), timeout_s=s.handshake_timeout_s,
             max_message_bytes=s.max_message_bytes, proxy=s.proxy)
         try:
-            request = MediaHandshakeRequest(
-                meeting_uuid=self.spec.signature_id, rtms_stream_id=self.rtms_stream_id,
-                signature=self._signature, media_type=MediaType(slot.bits),
-                media_params=self._media_params(slot.bits), sequence=self._next_sequence())
-            sock.send_message(encode_message(request))
+            # The handshake rules live in the machine; the data phase after it is the pump's.
+            machine = ClientMediaConnection(
+                self.spec.signature_id, self.rtms_stream_id, self._signature,
+                MediaType(slot.bits), self._media_params(slot.bits),
+                handshake_timeout_ms=int(s.handshake_timeout_s * 1000), tolerance=self.tolerance)
+            sock.send_message(machine.handshake(self._clock_ms(), self._next_sequence()))
             early: list[bytes] = []
-            while True:
+            accepted = False
+            while not accepted:
                 raw = await sock.receive_message()
-                msg = self._decode(raw)
-                if isinstance(msg, MediaHandshakeResponse):
-                    break
-                if isinstance(msg, KeepAliveRequest):
-                    self._answer_keepalive_sock(sock, msg)
-                elif msg is not None:
-                    # media before the handshake answer: keep it, in order (section 19)
-                    self.tolerance.media_before_handshake += 1
+                keep = False
+                for event in machine.receive(raw, self._clock_ms()):
+                    if isinstance(event, HandshakeAccepted):
+                        accepted = True
+                    elif isinstance(event, HandshakeRejected):
+                        raise _Rejected(event.status_code,
+                                        f"{slot.name} media handshake refused: status "
+                                        f"{event.status_code} {event.reason}".strip())
+                    elif isinstance(event, KeepAliveRequested):
+                        sock.send_message(
+                            machine.keep_alive_response(event.sequence, event.timestamp))
+                        self._note_keepalive(event.timestamp)
+                    elif isinstance(event, ProtocolViolation):
+                        self.counters.drop(_drop_reason(event.error))
+                    elif isinstance(event, StreamClosed):
+                        raise _Ended(int(event.reason), "the server ended the stream")
+                    else:
+                        keep = True
+                if keep:
+                    # data before the handshake answer: keep it, in order (section 19); media
+                    # is counted by the machine (and accepts implicitly), the rest here
+                    if not accepted:
+                        self.tolerance.media_before_handshake += 1
                     early.append(raw)
-            if msg.status_code is None or msg.status_code != 0:
-                raise _Rejected(msg.status_code,
-                                f"{slot.name} media handshake refused: status "
-                                f"{msg.status_code} {msg.reason or ''}".strip())
-            self._negotiated(slot, msg)
+            self._negotiated(slot, machine.media_params)
             sock.start_data_phase(slot.ingest if self._pump is not None else None)
             sock._early[:0] = early
         except BaseException:
@@ -815,10 +860,9 @@ class Session:
         slot.closed_event = trio.Event()
         slot.last_rx = trio.current_time()
 
-    def _negotiated(self, slot: _MediaSlot, msg: MediaHandshakeResponse) -> None:
+    def _negotiated(self, slot: _MediaSlot, params: MediaParams | None) -> None:
         if not slot.bits & MediaType.AUDIO:
             return
-        params = msg.media_params if isinstance(msg.media_params, MediaParams) else None
         audio = params.audio if params is not None and params.audio is not None else None
         if audio is None:  # no answer: assume what we asked for
             requested = self._media_params(slot.bits)
@@ -995,12 +1039,18 @@ class Session:
 
     async def _signaling_loop(self, ws: trio_websocket.WebSocketConnection) -> None:
         """Read signaling until it closes; raise what that close means."""
+        sig = self._sig
+        assert sig is not None
         self._signaling_last_rx = trio.current_time()
         while True:
             try:
                 raw = await ws.get_message()
             except trio_websocket.ConnectionClosed as exc:
                 code = exc.reason.code if exc.reason is not None else 1006
+                reason = (exc.reason.reason or "") if exc.reason is not None else ""
+                # The machine classifies the close (its state says whether the stream was over)
+                closed = sig.connection_closed(code, reason)
+                outcome = closed[0].outcome if closed else CloseOutcome.COMPLETED
                 if self._close_requested.is_set():
                     with trio.move_on_after(2 * self.settings.close_timeout_s):
                         await self._close_done.wait()
@@ -1009,32 +1059,63 @@ class Session:
                     with trio.move_on_after(2 * self.settings.close_timeout_s):
                         await self._end_done.wait()
                     raise self._stream_end from None
-                if code in _CLEAN_CLOSE_CODES:
+                if outcome in _ENDED_OUTCOMES:
                     raise _Ended(None, f"signaling closed by the server ({code})") from None
                 raise _SignalingDropped(f"signaling dropped ({code})") from None
             self._signaling_last_rx = trio.current_time()
             self._heard_since_reconnect = True
-            msg = self._decode(raw)
-            if msg is None:
-                continue
-            if isinstance(msg, KeepAliveRequest):
-                await self._answer_keepalive_ws(ws, msg)
-            elif isinstance(msg, EventUpdate):
-                self._on_event(msg)
-            elif isinstance(msg, StreamStateUpdate):
-                self._publish(StreamStateChanged(
-                    rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
-                    state=msg.state, reason=msg.reason))
-                if msg.state == StreamState.TERMINATED:
-                    self._end_stream(_Ended(msg.reason, "the server ended the stream"))
-            elif isinstance(msg, SessionStateUpdate):
-                self._publish(RtmsSessionStateChanged(
-                    rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
-                    rtms_session_id=msg.rtms_session_id, state=msg.state, reason=msg.reason))
-            elif isinstance(msg, StreamCloseResponse):
-                self._close_response.set()
+            for event in self._sig_receive(sig, raw):
+                await self._on_signaling_event(ws, sig, event)
+
+    async def _on_signaling_event(self, ws: trio_websocket.WebSocketConnection,
+                                  sig: ClientSignalingConnection,
+                                  event: ConnectionEvent) -> None:
+        if isinstance(event, KeepAliveRequested):
+            await self._answer_keepalive_ws(ws, sig, event)
+        elif isinstance(event, EventReceived):
+            self._on_event(event.event)
+        elif isinstance(event, ProtoStreamStateChanged):
+            self._publish(StreamStateChanged(
+                rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                state=int(event.state),
+                reason=int(event.reason) if event.reason_given else None))
+        elif isinstance(event, StreamClosed):
+            self._end_stream(_Ended(int(event.reason), "the server ended the stream"))
+        elif isinstance(event, ProtoSessionStateChanged):
+            self._publish(RtmsSessionStateChanged(
+                rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+                rtms_session_id=event.rtms_session_id, state=int(event.state),
+                reason=None if event.reason is None else int(event.reason)))
+        elif isinstance(event, CloseAcknowledged):
+            self._close_response.set()
+        elif isinstance(event, MediaReceived):
+            if event.media_type is MediaType.AUDIO:
+                self.counters.count_media("audio", len(event.content.data))
+                if self._on_audio(event.content):
+                    self.notifier.notify()
             else:
-                self._route_data(msg, "signaling")
+                self._on_frame("video" if event.media_type is MediaType.VIDEO
+                               else "deskshare", event.content)
+        elif isinstance(event, ProtoTranscriptReceived):
+            self._on_transcript(event.content)
+        elif isinstance(event, ProtoChatReceived):
+            self._on_chat(event.content)
+        elif not isinstance(event, ProtocolViolation):  # violations are counted on receipt
+            self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
+
+    def _sig_receive(self, sig: ClientSignalingConnection,
+                     raw: bytes | str) -> list[ConnectionEvent]:
+        """Feed one signaling message to the machine; count what it dropped."""
+        events = sig.receive(raw, self._clock_ms())
+        if not events:  # after the stream ended: nothing more is taken from the server
+            self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
+        for event in events:
+            if isinstance(event, ProtocolViolation):
+                error = event.error
+                if isinstance(error, MissingField) and error.field == "media_server":
+                    continue  # a refused join, reported as such
+                self.counters.drop(_drop_reason(error))
+        return events
 
     def _end_stream(self, end: _Ended) -> None:
         if self._stream_end is None:
@@ -1054,17 +1135,31 @@ class Session:
         """On ``close()``: STREAM_CLOSE_REQ, wait for the answer (bounded), close 1000."""
         await self._close_requested.wait()
         self._set_phase(SessionPhase.CLOSING)
+        sig = self._sig
         try:
-            await ws.send_message(encode_message(StreamCloseRequest(
-                rtms_stream_id=self.rtms_stream_id, timestamp=self._now_ms())).decode())
-            with trio.move_on_after(self.settings.close_timeout_s):
-                await self._close_response.wait()
+            if sig is not None and sig.state in _CLOSABLE:
+                await ws.send_message(sig.close_request(self._clock_ms()).decode())
+                await self._await_close_response(sig)
         except trio_websocket.ConnectionClosed:
             pass
         try:
             await self._close_sockets(ws)
         finally:
             self._close_done.set()
+
+    async def _await_close_response(self, sig: ClientSignalingConnection) -> None:
+        """Until STREAM_CLOSE_RESP or the machine's close timeout, whichever comes first."""
+        while not self._close_response.is_set():
+            deadline_ms = sig.next_deadline_ms()
+            if deadline_ms is None:  # the machine left CLOSING (answered, ended, closed)
+                return
+            with trio.move_on_at(deadline_ms / 1000):
+                await self._close_response.wait()
+            if self._close_response.is_set():
+                return
+            if any(isinstance(e, CloseTimeout)
+                   for e in sig.poll(max(self._clock_ms(), deadline_ms))):
+                return
 
     async def _close_sockets(self, ws: trio_websocket.WebSocketConnection) -> None:
         """Close 1000 on every socket, each bounded by close_timeout_s."""
@@ -1102,20 +1197,21 @@ class Session:
         return None
 
     async def _answer_keepalive_ws(self, ws: trio_websocket.WebSocketConnection,
-                                   msg: KeepAliveRequest) -> None:
-        await ws.send_message(encode_message(KeepAliveResponse(
-            timestamp=msg.timestamp, sequence=msg.sequence)).decode())
-        self._note_keepalive(msg)
+                                   sig: ClientSignalingConnection,
+                                   request: KeepAliveRequested) -> None:
+        await ws.send_message(
+            sig.keep_alive_response(request.sequence, request.timestamp).decode())
+        self._note_keepalive(request.timestamp)
 
     def _answer_keepalive_sock(self, sock: MediaSocket, msg: KeepAliveRequest) -> None:
         sock.send_message(encode_message(KeepAliveResponse(
             timestamp=msg.timestamp, sequence=msg.sequence)))
-        self._note_keepalive(msg)
+        self._note_keepalive(msg.timestamp)
 
-    def _note_keepalive(self, msg: KeepAliveRequest) -> None:
+    def _note_keepalive(self, timestamp_ms: int | None) -> None:
         self.counters.keepalives_answered += 1
-        if msg.timestamp is not None:
-            self.counters.keepalive_lag_ms = max(0.0, time.time() * 1000 - msg.timestamp)
+        if timestamp_ms is not None:
+            self.counters.keepalive_lag_ms = max(0.0, time.time() * 1000 - timestamp_ms)
 
     def _on_media_messages(self, slot: _MediaSlot, sock: MediaSocket,
                            messages: list[bytes]) -> None:
@@ -1127,7 +1223,7 @@ class Session:
             kind = type(msg)
             if kind is MediaDataAudio:
                 self.counters.count_media("audio", len(msg.content.data))
-                wrote_audio = self._on_audio(msg) or wrote_audio
+                wrote_audio = self._on_audio(msg.content) or wrote_audio
             elif kind is KeepAliveRequest:
                 self._answer_keepalive_sock(sock, msg)
             elif kind is MediaHandshakeResponse:
@@ -1138,42 +1234,45 @@ class Session:
             self.notifier.notify()
 
     def _route_data(self, msg: Any, where: str) -> None:
-        now_ms = self._now_ms()
         if isinstance(msg, MediaDataTranscript):
-            c = msg.content
-            self.counters.count_media("transcript", len(c.data))
-            self._publish(TranscriptReceived(
-                rtms_stream_id=self.rtms_stream_id, received_at_ms=now_ms, user_id=c.user_id,
-                user_name=c.user_name, text=c.data, timestamp_ms=c.timestamp,
-                start_time_ms=c.start_time, end_time_ms=c.end_time))
+            self._on_transcript(msg.content)
         elif isinstance(msg, MediaDataChat):
-            c2 = msg.content
-            self.counters.count_media("chat", len(c2.data))
-            self._publish(ChatReceived(
-                rtms_stream_id=self.rtms_stream_id, received_at_ms=now_ms, user_id=c2.user_id,
-                user_name=c2.user_name, text=c2.data, timestamp_ms=c2.timestamp))
+            self._on_chat(msg.content)
         elif isinstance(msg, (MediaDataVideo, MediaDataShare)):
-            media = "video" if isinstance(msg, MediaDataVideo) else "deskshare"
-            c3 = msg.content
-            self.counters.count_media(media, len(c3.data))
-            if media not in self.settings.media_types:
-                self.counters.drop(DropReason.UNWANTED_MEDIA)
-                return
-            self._publish(MediaFrameReceived(
-                rtms_stream_id=self.rtms_stream_id, received_at_ms=now_ms, media=media,
-                user_id=c3.user_id, user_name=c3.user_name, timestamp_ms=c3.timestamp,
-                data=c3.data))
+            self._on_frame("video" if isinstance(msg, MediaDataVideo) else "deskshare",
+                           msg.content)
         elif isinstance(msg, MediaDataAudio):
             self.counters.count_media("audio", len(msg.content.data))
-            if self._on_audio(msg):
+            if self._on_audio(msg.content):
                 self.notifier.notify()
         elif isinstance(msg, EventUpdate):
-            self._on_event(msg)
+            self._on_event(msg.event)
         else:
             self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
 
-    def _on_event(self, msg: EventUpdate) -> None:
-        ev = msg.event
+    def _on_transcript(self, c: TranscriptContent) -> None:
+        self.counters.count_media("transcript", len(c.data))
+        self._publish(TranscriptReceived(
+            rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+            user_id=c.user_id, user_name=c.user_name, text=c.data, timestamp_ms=c.timestamp,
+            start_time_ms=c.start_time, end_time_ms=c.end_time))
+
+    def _on_chat(self, c: ChatContent) -> None:
+        self.counters.count_media("chat", len(c.data))
+        self._publish(ChatReceived(
+            rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(),
+            user_id=c.user_id, user_name=c.user_name, text=c.data, timestamp_ms=c.timestamp))
+
+    def _on_frame(self, media: Literal["video", "deskshare"], c: MediaContent) -> None:
+        self.counters.count_media(media, len(c.data))
+        if media not in self.settings.media_types:
+            self.counters.drop(DropReason.UNWANTED_MEDIA)
+            return
+        self._publish(MediaFrameReceived(
+            rtms_stream_id=self.rtms_stream_id, received_at_ms=self._now_ms(), media=media,
+            user_id=c.user_id, user_name=c.user_name, timestamp_ms=c.timestamp, data=c.data))
+
+    def _on_event(self, ev: Event) -> None:
         now_ms = self._now_ms()
         sid = self.rtms_stream_id
         if ev.event_type == EventType.PARTICIPANT_JOIN and ev.participants:
@@ -1195,7 +1294,7 @@ class Session:
             self._publish(ServerEvent(rtms_stream_id=sid, received_at_ms=now_ms,
                                       event_type=ev.event_type, fields=fields))
 
-    def _on_audio(self, msg: MediaDataAudio) -> bool:
+    def _on_audio(self, c: MediaContent) -> bool:
         """Decode one audio message into its participant's ring; True if samples were written."""
         decoder = self._audio
         if decoder is None or "audio" not in self.settings.media_types:
@@ -1204,7 +1303,6 @@ class Session:
         if not decoder.supported:
             self.counters.drop(DropReason.UNSUPPORTED_CODEC)
             return False
-        c = msg.content
         if decoder.mixed:
             key, user_id, user_name = _MIXED_KEY, None, None
         elif c.user_id is not None:
@@ -1266,6 +1364,21 @@ class Session:
 
 class _ClosedByClient(Exception):
     pass
+
+
+_CLOSABLE: Final = (ClientSignalingState.CONNECTED, ClientSignalingState.READY)
+
+
+_ENDED_OUTCOMES: Final = (CloseOutcome.COMPLETED, CloseOutcome.NORMAL, CloseOutcome.GOING_AWAY)
+
+
+def _drop_reason(error: ProtocolError) -> str:
+    """How a message the signaling machine refused is counted."""
+    if isinstance(error, UnknownMessageType):
+        return DropReason.UNKNOWN_MESSAGE_TYPE
+    if isinstance(error, StateError):  # well formed, but not legal here
+        return DropReason.UNEXPECTED_MESSAGE
+    return DropReason.MALFORMED_MESSAGE
 
 
 _KNOWN: Final = (_Rejected, _Ended, _Lost, _ClosedByClient)

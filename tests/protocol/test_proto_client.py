@@ -43,6 +43,7 @@ from rtms_fast.protocol import (
     StreamClosed,
     StreamState,
     StreamStateChanged,
+    ToleranceStats,
     TranscriptReceived,
     UnexpectedMessage,
     VideoSubscriptionResult,
@@ -385,6 +386,9 @@ def test_signaling_events_and_state_updates() -> None:
     assert client.state is ClientSignalingState.READY
     assert client.receive(b'{"msg_type":8,"state":42,"reason":77}', 11) == [
         StreamStateChanged(42, 77, None)]
+    [no_reason] = client.receive(b'{"msg_type":8,"state":2}', 11)
+    assert isinstance(no_reason, StreamStateChanged)
+    assert no_reason.reason == StopReason.UNDEFINED and not no_reason.reason_given
     assert client.receive(b'{"msg_type":9,"rtms_session_id":"s1","state":2,"timestamp":3}',
                           12) == [SessionStateChanged("s1", SessionState.STARTED, None, 3)]
     assert client.state is ClientSignalingState.READY  # session stop is not stream stop
@@ -467,3 +471,19 @@ def test_server_urls_helpers_on_the_accepted_event() -> None:
     assert isinstance(accepted, HandshakeAccepted)
     assert accepted.server_urls == ServerUrls(audio="ws://a", transcript="ws://t")
     assert client.response is not None and client.response.status_code == 0
+
+
+def test_connections_can_share_one_tolerance_counter() -> None:
+    shared = ToleranceStats()
+    first = ClientMediaConnection("abc==", "stream123", SIG, MediaType.AUDIO, tolerance=shared)
+    second = ClientMediaConnection("abc==", "stream123", SIG, MediaType.AUDIO, tolerance=shared)
+    alone = media()
+    for client in (first, second, alone):
+        client.handshake(0)
+        client.receive(AUDIO, 1)  # media before the handshake response: tolerated, counted
+    assert first.stats.tolerance is shared and second.stats.tolerance is shared
+    assert shared.media_before_handshake == 2
+    assert alone.stats.tolerance.media_before_handshake == 1
+    sig = ClientSignalingConnection("abc==", "stream123", SIG, tolerance=shared)
+    assert sig.stats.tolerance is shared
+    assert sig.stats.as_dict()["tolerance.media_before_handshake"] == 2

@@ -34,7 +34,7 @@ class ConnectionStats:
         "tolerance",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, tolerance: ToleranceStats | None = None) -> None:
         self.messages_received = 0
         self.messages_sent = 0
         self.messages_dropped = 0
@@ -44,7 +44,8 @@ class ConnectionStats:
         """Msg 12 received (client) or sent (server)."""
         self.keep_alive_responses = 0
         """Msg 13 sent (client) or received (server)."""
-        self.tolerance = ToleranceStats()
+        self.tolerance = ToleranceStats() if tolerance is None else tolerance
+        """Section 19 deviations; pass one in to share it between connections."""
 
     def as_dict(self) -> dict[str, int]:
         """Counters by name, tolerance counters prefixed ``tolerance.``."""
@@ -101,10 +102,10 @@ class BaseConnection(Generic[S]):
 
     _state: S
 
-    def __init__(self, state: S) -> None:
+    def __init__(self, state: S, tolerance: ToleranceStats | None = None) -> None:
         self._state = state
         self._terminal = state in TERMINAL_STATES
-        self.stats = ConnectionStats()
+        self.stats = ConnectionStats(tolerance)
         self._closed_event: ConnectionClosed | None = None
 
     @property

@@ -89,6 +89,7 @@ from .messages import (
     VideoSubscriptionRequest,
     VideoSubscriptionResponse,
 )
+from .tolerance import ToleranceStats
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_MS",
@@ -125,8 +126,9 @@ class _ClientConnection(BaseConnection[ClientSignalingState | ClientMediaState])
 
     def __init__(self, state: ClientSignalingState | ClientMediaState, *, meeting_uuid: str,
                  rtms_stream_id: str, signature: str, handshake_timeout_ms: int,
-                 keep_alive_timeout_ms: int | None) -> None:
-        super().__init__(state)
+                 keep_alive_timeout_ms: int | None,
+                 tolerance: ToleranceStats | None = None) -> None:
+        super().__init__(state, tolerance)
         self.meeting_uuid = meeting_uuid
         self.rtms_stream_id = rtms_stream_id
         self.signature = signature
@@ -213,7 +215,8 @@ class _ClientConnection(BaseConnection[ClientSignalingState | ClientMediaState])
     def _on_stream_state(self, msg: StreamStateUpdate) -> list[ConnectionEvent]:
         reason = StopReason.coerce(msg.reason if msg.reason is not None else 0)
         events: list[ConnectionEvent] = [
-            StreamStateChanged(_coerce(StreamState, msg.state), reason, msg.timestamp)
+            StreamStateChanged(_coerce(StreamState, msg.state), reason, msg.timestamp,
+                               reason_given=msg.reason is not None)
         ]
         if msg.state == StreamState.TERMINATED:
             self._advance(Trigger.RECV_TERMINATED)
@@ -288,11 +291,12 @@ class ClientSignalingConnection(_ClientConnection):
                  handshake_timeout_ms: int = DEFAULT_HANDSHAKE_TIMEOUT_MS,
                  close_timeout_ms: int = DEFAULT_CLOSE_TIMEOUT_MS,
                  keep_alive_timeout_ms: int | None = None,
-                 client_agent: str | None = None) -> None:
+                 client_agent: str | None = None,
+                 tolerance: ToleranceStats | None = None) -> None:
         super().__init__(ClientSignalingState.IDLE, meeting_uuid=meeting_uuid,
                          rtms_stream_id=rtms_stream_id, signature=signature,
                          handshake_timeout_ms=handshake_timeout_ms,
-                         keep_alive_timeout_ms=keep_alive_timeout_ms)
+                         keep_alive_timeout_ms=keep_alive_timeout_ms, tolerance=tolerance)
         self.close_timeout_ms = close_timeout_ms
         self.client_agent = client_agent
         self.response: SignalingHandshakeResponse | None = None
@@ -411,11 +415,12 @@ class ClientMediaConnection(_ClientConnection):
     def __init__(self, meeting_uuid: str, rtms_stream_id: str, signature: str,
                  media_type: MediaType | int, media_params: MediaParams | None = None, *,
                  handshake_timeout_ms: int = DEFAULT_HANDSHAKE_TIMEOUT_MS,
-                 keep_alive_timeout_ms: int | None = None) -> None:
+                 keep_alive_timeout_ms: int | None = None,
+                 tolerance: ToleranceStats | None = None) -> None:
         super().__init__(ClientMediaState.IDLE, meeting_uuid=meeting_uuid,
                          rtms_stream_id=rtms_stream_id, signature=signature,
                          handshake_timeout_ms=handshake_timeout_ms,
-                         keep_alive_timeout_ms=keep_alive_timeout_ms)
+                         keep_alive_timeout_ms=keep_alive_timeout_ms, tolerance=tolerance)
         self.media_type = MediaType(media_type)
         self.requested_params = media_params
         self.media_params: MediaParams | None = None

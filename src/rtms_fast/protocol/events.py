@@ -166,11 +166,13 @@ class EventReceived(ConnectionEvent, frozen=True):
 
 
 class StreamStateChanged(ConnectionEvent, frozen=True):
-    """Msg 8. A TERMINATED state is followed by ``StreamClosed``."""
+    """Msg 8. A TERMINATED state is followed by ``StreamClosed``. A message without a
+    ``reason`` reports UNDEFINED with ``reason_given`` False."""
 
     state: StreamState | int
     reason: StopReason | int
     timestamp: int | None
+    reason_given: bool = True
 
 
 class SessionStateChanged(ConnectionEvent, frozen=True):
