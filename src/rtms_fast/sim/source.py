@@ -117,6 +117,15 @@ class AudioFormat:
     def rtp(self) -> bool:
         return self.content_type == CONTENT_RTP
 
+    @classmethod
+    def for_codec(cls, codec: int, rate_hz: int, content_type: int | None = None,
+                  channels: int = 1, send_rate_ms: int = 20) -> AudioFormat:
+        """The format for ``codec``; without a content type, L16 is raw and G.711/G.722
+        travel in RTP, as in production (RTMS_PROTOCOL.md section 17)."""
+        if content_type is None:
+            content_type = CONTENT_RAW if codec == CODEC_L16 else CONTENT_RTP
+        return cls(content_type, codec, rate_hz, channels, send_rate_ms)
+
 
 _VOICES: Final = 32  # distinct voices per seed; sources pick one and a start offset
 
@@ -330,9 +339,7 @@ class AudioSource(_AudioBase):
         self.seed = seed
         self.session_index = session_index
         self.participant_index = participant_index
-        if content_type is None:
-            content_type = CONTENT_RAW if codec == CODEC_L16 else CONTENT_RTP
-        fmt = AudioFormat(content_type, codec, rate, channels, send_rate_ms)
+        fmt = AudioFormat.for_codec(codec, rate, content_type, channels, send_rate_ms)
         super().__init__(fmt, (seed, session_index, participant_index))
 
     def _make_loop(self) -> tuple[npt.NDArray[np.int16], int, bytes]:
@@ -369,9 +376,7 @@ class MixedAudioSource(_AudioBase):
         self.seed = seed
         self.session_index = session_index
         self.participants = participants
-        if content_type is None:
-            content_type = CONTENT_RAW if codec == CODEC_L16 else CONTENT_RTP
-        fmt = AudioFormat(content_type, codec, rate, channels, send_rate_ms)
+        fmt = AudioFormat.for_codec(codec, rate, content_type, channels, send_rate_ms)
         super().__init__(fmt, (seed, session_index, "mixed"))
 
     def _make_loop(self) -> tuple[npt.NDArray[np.int16], int, bytes]:
