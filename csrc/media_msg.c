@@ -370,6 +370,24 @@ static int read_key(const uint8_t *p, size_t n, size_t *pos, int content, int *k
     return 0;
 }
 
+/* After an object member's value: 1 and *pos at the next key after a ',', 0 and *pos
+ * past the closing '}', or a syntax error. */
+static int next_member(const uint8_t *p, size_t n, size_t *pos)
+{
+    size_t i = skip_ws(p, n, *pos);
+    if (i >= n)
+        return -RTMS_ERR_MSG_SYNTAX;
+    if (p[i] == ',') {
+        *pos = skip_ws(p, n, i + 1);
+        return 1;
+    }
+    if (p[i] == '}') {
+        *pos = i + 1;
+        return 0;
+    }
+    return -RTMS_ERR_MSG_SYNTAX;
+}
+
 /* A string value at *pos: its body range. 1 when the value is not a string. */
 static int read_string_value(const uint8_t *p, size_t n, size_t *pos, uint64_t *off,
                              uint64_t *len, uint32_t *escaped)
@@ -474,18 +492,13 @@ static int scan_content(const uint8_t *p, size_t n, size_t *pos, rtms_media_msg 
             if (r < 0)
                 return r;
         }
-        i = skip_ws(p, n, i);
-        if (i >= n)
-            return -RTMS_ERR_MSG_SYNTAX;
-        if (p[i] == ',') {
-            i = skip_ws(p, n, i + 1);
-            continue;
-        }
-        if (p[i] == '}') {
-            *pos = i + 1;
+        r = next_member(p, n, &i);
+        if (r < 0)
+            return r;
+        if (r == 0) {
+            *pos = i;
             return 0;
         }
-        return -RTMS_ERR_MSG_SYNTAX;
     }
 }
 
@@ -541,18 +554,11 @@ int rtms_media_msg_scan(const uint8_t *buf, size_t len, int mode, rtms_media_msg
                 if (r < 0)
                     return r;
             }
-            i = skip_ws(p, n, i);
-            if (i >= n)
-                return -RTMS_ERR_MSG_SYNTAX;
-            if (p[i] == ',') {
-                i = skip_ws(p, n, i + 1);
-                continue;
-            }
-            if (p[i] == '}') {
-                i++;
+            r = next_member(p, n, &i);
+            if (r < 0)
+                return r;
+            if (r == 0)
                 break;
-            }
-            return -RTMS_ERR_MSG_SYNTAX;
         }
     }
     if (skip_ws(p, n, i) != n)
