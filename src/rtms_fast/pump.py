@@ -118,7 +118,8 @@ class MediaSocketOwner(Protocol):
         """A NEW_PARTICIPANT or ERROR record of the native ingest kernel."""
 
     def on_audio_ingested(self, media_socket: MediaSocket) -> None:
-        """Audio was written to this socket's rings during the sweep (wake readers)."""
+        """Audio was written to this socket's rings during the sweep (wake readers). On
+        the native path only the first time and then after each ``audio_doorbell`` ring."""
 
 
 async def open_tcp_socket(host: str, port: int, proxy: str | None = None) -> socket.socket:
@@ -751,6 +752,9 @@ class MediaPump:
         self._kind_by_fd = np.zeros(64, np.uint8)
         self._conn_by_fd = np.zeros(64, np.uint64)
         self._activity_by_fd = np.zeros(64, np.float64)
+        # 1 where the owner asked (through ``audio_doorbell``) to hear about the next audio:
+        # owners without waiting readers cost no Python call per message.
+        self._wake_by_fd = np.zeros(64, np.uint8)
         self._audio_targets: dict[
             int, tuple[Callable[[MediaSocket], None], MediaSocket]] = {}
 
@@ -790,7 +794,7 @@ class MediaPump:
     def _track_fd(self, media_socket: MediaSocket, owner: MediaSocketOwner, fd: int) -> None:
         if fd >= len(self._kind_by_fd):
             size = max(fd + 1, 2 * len(self._kind_by_fd))
-            for name in ("_kind_by_fd", "_conn_by_fd", "_activity_by_fd"):
+            for name in ("_kind_by_fd", "_conn_by_fd", "_activity_by_fd", "_wake_by_fd"):
                 old = getattr(self, name)
                 grown = np.zeros(size, old.dtype)
                 grown[: len(old)] = old
@@ -802,6 +806,7 @@ class MediaPump:
             0 if ingest is None else int(ffi.cast("uintptr_t", ingest.native_handle))
         )
         self._activity_by_fd[fd] = media_socket._last_activity_s
+        self._wake_by_fd[fd] = 1  # the first audio is always announced
         media_socket._pump = self
         media_socket._pump_fd = fd
         self._audio_targets[fd] = (owner.on_audio_ingested, media_socket)
@@ -811,6 +816,16 @@ class MediaPump:
             self._kind_by_fd[fd] = _KIND_PYTHON
             self._conn_by_fd[fd] = 0
         self._audio_targets.pop(fd, None)
+
+    def audio_doorbell(self, media_socket: MediaSocket) -> Callable[[], None]:
+        """A function that asks for one ``on_audio_ingested`` call after the next sweep that
+        writes audio for ``media_socket`` (native path; the Python path calls it after every
+        such sweep). Cheap and thread-safe: for ``RingNotifier.add_doorbell``."""
+        def ring() -> None:
+            fd = media_socket._pump_fd
+            if media_socket._pump is self and 0 <= fd < len(self._wake_by_fd):
+                self._wake_by_fd[fd] = 1
+        return ring
 
     def _activity_of(self, fd: int) -> float:
         return float(self._activity_by_fd[fd]) if fd < len(self._activity_by_fd) else 0.0
@@ -1089,12 +1104,17 @@ class MediaPump:
                 if call_again:
                     self._attention.add(media_socket)
             break
-        targets = self._audio_targets
         positions = fed[0] if len(fed) == 1 else np.unique(np.concatenate(fed))
-        for fd in fds[positions].tolist():
-            target = targets.get(fd)
-            if target is not None:
-                target[0](target[1])
+        fed_fds = fds[positions]
+        wake = self._wake_by_fd
+        asked = fed_fds[wake[fed_fds] != 0]
+        if len(asked):
+            wake[asked] = 0  # cleared before the call: a waiter registering now asks again
+            targets = self._audio_targets
+            for fd in asked.tolist():
+                target = targets.get(fd)
+                if target is not None:
+                    target[0](target[1])
         return 0
 
     def _locate(self, address: int) -> tuple[memoryview, int]:

@@ -152,12 +152,28 @@ class RingNotifier:
     registers before it checks, and a producer notifies after it publishes.
     """
 
-    __slots__ = ("_cond", "_thread_waiters", "_trio_waiters")
+    __slots__ = ("_cond", "_doorbells", "_thread_waiters", "_trio_waiters")
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._thread_waiters = 0
         self._trio_waiters: dict[trio.Event, trio.lowlevel.TrioToken] = {}
+        self._doorbells: tuple[Callable[[], None], ...] = ()
+
+    def add_doorbell(self, ring: Callable[[], None]) -> None:
+        """Call ``ring()`` whenever a waiter registers, before it checks its condition: a
+        producer that only notifies when asked (the media pump) learns that someone waits.
+        ``ring`` must be cheap, thread-safe and must not call back into this notifier."""
+        with self._cond:
+            self._doorbells = (*self._doorbells, ring)
+
+    def remove_doorbell(self, ring: Callable[[], None]) -> None:
+        with self._cond:
+            self._doorbells = tuple(d for d in self._doorbells if d is not ring)
+
+    def _ring_doorbells(self) -> None:
+        for ring in self._doorbells:
+            ring()
 
     def notify(self) -> None:
         """Wake every waiter so it re-checks its ring. Call after publishing data."""
@@ -186,6 +202,7 @@ class RingNotifier:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._cond:
             self._thread_waiters += 1
+            self._ring_doorbells()
             try:
                 while not ready():
                     if deadline is None:
@@ -209,6 +226,7 @@ class RingNotifier:
             event = trio.Event()
             with self._cond:
                 self._trio_waiters[event] = token
+                self._ring_doorbells()
             try:
                 if ready():
                     await trio.lowlevel.checkpoint()

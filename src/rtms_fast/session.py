@@ -35,6 +35,7 @@ import random
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -340,6 +341,8 @@ class _MediaSlot:
         self.heard_since_reconnect = True
         self.ingest: IngestConnection | None = None
         self.ingest_format: tuple[int, int, int, int] | None = None
+        #: The pump's doorbell for this slot's socket (registered on the session notifier).
+        self.doorbell: Callable[[], None] | None = None
 
     # MediaSocketOwner
     def on_media_messages(self, media_socket: MediaSocket, messages: list[bytes]) -> None:
@@ -356,9 +359,14 @@ class _MediaSlot:
         self.session._on_ingest_record(self, record)
 
     def on_audio_ingested(self, media_socket: MediaSocket) -> None:
-        # activity time is kept by the pump (media_socket.last_activity_s), once per sweep
-        self.heard_since_reconnect = True
+        # Called only when a reader waits (the pump's doorbell); whether the socket was
+        # heard at all is read from its activity time when it drops (``heard_on``).
         self.session.notifier.notify()
+
+    def heard_on(self, media_socket: MediaSocket) -> bool:
+        """True when anything arrived since the last reconnect (on this or an earlier
+        socket of the slot): the pump records reads as activity time."""
+        return self.heard_since_reconnect or media_socket.last_activity_s > 0.0
 
 
 class Session:
@@ -424,6 +432,11 @@ class Session:
     def participants(self) -> list[tuple[str, int | None, str | None]]:
         """(key, user_id, user_name) of every participant with an audio ring."""
         return [(p.key, p.user_id, p.user_name) for p in self._participants.values()]
+
+    @property
+    def participant_count(self) -> int:
+        """Participants with an audio ring (cheap: to notice new ones without listing)."""
+        return len(self._participants)
 
     def ring(self, key: str) -> AudioRing:
         """The audio ring of participant ``key`` (str(user_id), a channel id, or "mixed")."""
@@ -944,6 +957,8 @@ class Session:
         assert sock is not None
         if self._pump is not None:
             self._pump.register(sock, slot)
+            slot.doorbell = self._pump.audio_doorbell(sock)
+            self.notifier.add_doorbell(slot.doorbell)
         else:
             nursery.start_soon(run_socket_task, sock, slot)
 
@@ -956,7 +971,11 @@ class Session:
             assert sock is not None
             if self._pump is not None:
                 self._pump.unregister(sock)
+            if slot.doorbell is not None:
+                self.notifier.remove_doorbell(slot.doorbell)
+                slot.doorbell = None
             code = sock.close_code or 1006
+            heard = slot.heard_on(sock)
             sock.abort()
             if self._close_requested.is_set() or self._stream_end_event.is_set():
                 return
@@ -970,7 +989,7 @@ class Session:
                 return
             now = trio.current_time()
             if self._media_deadline is None or (
-                now > self._media_deadline and slot.heard_since_reconnect
+                now > self._media_deadline and heard
             ):
                 self._media_deadline = now + window
             slot.heard_since_reconnect = False

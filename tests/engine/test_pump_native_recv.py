@@ -29,6 +29,7 @@ from rtms_fast.ingest import (
 )
 from rtms_fast.native import ffi, lib
 from rtms_fast.pump import MediaPump, MediaSocket
+from rtms_fast.ring import RingNotifier
 
 
 def _frame(payload: bytes, opcode: int = 1) -> bytes:
@@ -144,6 +145,7 @@ class _Owner:
         self.records: list[IngestRecord] = []
         self.audio_notices = 0
         self.closed: tuple[int, str] | None = None
+        self.notifier: RingNotifier | None = None  # woken on audio, like a session's
 
     def on_media_messages(self, media_socket: MediaSocket, messages: list[bytes]) -> None:
         self.messages.extend(messages)
@@ -156,6 +158,8 @@ class _Owner:
 
     def on_audio_ingested(self, media_socket: MediaSocket) -> None:
         self.audio_notices += 1
+        if self.notifier is not None:
+            self.notifier.notify()
 
 
 async def _sweep_until(pump: MediaPump, done: Callable[[], bool], rounds: int = 100) -> None:
@@ -253,3 +257,53 @@ async def test_arena_path_calls_again_when_the_records_fill_up(
         assert owner.messages == [b'{"msg_type":12,"n":%d,"k":%d}' % (n, k) for n in range(7)]
     assert all(i.stats().audio_ingested == 1 for i in ingests)
     assert all(o.audio_notices == 1 for o in owners)
+
+
+async def test_audio_is_announced_only_when_a_reader_asks(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """The native path calls ``on_audio_ingested`` for the first audio, then only after
+    the socket's doorbell rang (a reader registered on a notifier): no Python call per
+    message while nobody waits, and no lost wake-up when someone does."""
+    pump = MediaPump(20)
+    config = IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
+    server, client = tcp_pairs[0]
+    media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
+    media._ws = _open_client()
+    ingest = IngestConnection(config)
+    media.start_data_phase(ingest)
+    owner = _Owner()
+    pump.register(media, owner)
+    notifier = owner.notifier = RingNotifier()
+    notifier.add_doorbell(pump.audio_doorbell(media))
+    pump.sweep()  # the Python path once
+    codes = bytes(range(160))
+
+    async def send_and_ingest(seq: int) -> None:
+        server.sendall(_frame(g711_rtp_message(seq, codes)))
+        await _sweep_until(pump, lambda: ingest.stats().audio_ingested == seq + 1)
+
+    await send_and_ingest(0)
+    assert owner.audio_notices == 1  # the first audio is always announced
+    await send_and_ingest(1)
+    await send_and_ingest(2)
+    assert owner.audio_notices == 1  # nobody waits: no calls
+    readable = ingest.ring(0).available
+
+    # a Trio reader registers (ringing the doorbell) and sleeps until more audio comes
+    woke = trio.Event()
+
+    async def reader() -> None:
+        await notifier.wait_trio(lambda: ingest.ring(0).available > readable)
+        woke.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.sleep(0.01)
+        assert pump._wake_by_fd[client.fileno()] == 1
+        await send_and_ingest(3)
+        with trio.fail_after(2):
+            await woke.wait()
+    assert owner.audio_notices == 2
+    await send_and_ingest(4)
+    assert owner.audio_notices == 2  # the doorbell is spent until a reader asks again
