@@ -33,6 +33,7 @@ from rtms_fast.events import (
     SessionRefused,
     StreamStopped,
 )
+from rtms_fast.gc_policy import GcPolicyStats, run_gc_policy
 from rtms_fast.protocol.webhook import StreamInterrupted, StreamStart, StreamStop
 from rtms_fast.pump import MediaPump
 from rtms_fast.ring import MemoryBudget
@@ -102,6 +103,7 @@ class Engine:
         self.sessions_started = 0
         self.sessions_refused = 0
         self.duplicate_starts = 0
+        self.gc_stats = GcPolicyStats()
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self._all_done = trio.Event()
@@ -113,6 +115,10 @@ class Engine:
         self._nursery = await self._nursery_manager.__aenter__()
         if self.pump is not None:
             self._nursery.start_soon(self.pump.run)
+        self._nursery.start_soon(
+            run_gc_policy, self.settings.gc_freeze_interval_s,
+            self.settings.gc_full_collect_interval_s,
+            lambda: sum(self._outcomes.values()), self.gc_stats)
         return self
 
     async def __aexit__(
@@ -296,4 +302,6 @@ class Engine:
             pump_sweeps=pump.sweeps if pump is not None else 0,
             pump_bytes=pump.bytes if pump is not None else 0,
             sessions=live,
+            gc_full_collections=self.gc_stats.full_collections,
+            gc_longest_pause_ms=self.gc_stats.longest_full_collection_s * 1000.0,
         )

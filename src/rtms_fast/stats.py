@@ -92,6 +92,10 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     pump_sweeps: int
     pump_bytes: int
     sessions: list[SessionStats]
+    #: Full passes of the garbage collector run by the engine's policy, and the longest
+    #: (a pause of the Trio thread), in ms (``EngineSettings.gc_freeze_interval_s``).
+    gc_full_collections: int = 0
+    gc_longest_pause_ms: float = 0.0
 
 
 class SessionCounters:
