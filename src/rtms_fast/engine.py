@@ -37,7 +37,7 @@ from rtms_fast.gc_policy import GcPolicyStats, run_gc_policy
 from rtms_fast.protocol.webhook import StreamInterrupted, StreamStart, StreamStop
 from rtms_fast.pump import MediaPump
 from rtms_fast.ring import MemoryBudget
-from rtms_fast.session import Session, SessionPhase, SessionSpec
+from rtms_fast.session import Session, SessionPhase, SessionSpec, keepalive_check_period_s
 from rtms_fast.settings import EngineSettings
 from rtms_fast.stats import EngineStats, MediaCounters, SessionStats
 
@@ -115,6 +115,7 @@ class Engine:
         self._nursery = await self._nursery_manager.__aenter__()
         if self.pump is not None:
             self._nursery.start_soon(self.pump.run)
+        self._nursery.start_soon(self._keepalive_watchdog)
         self._nursery.start_soon(
             run_gc_policy, self.settings.gc_freeze_interval_s,
             self.settings.gc_full_collect_interval_s,
@@ -179,7 +180,8 @@ class Engine:
             return StartResult.REFUSED
         try:
             session = Session(spec, self.settings, pump=self.pump, budget=self.budget,
-                              engine_events=self.events, ssl_context=self._ssl_context)
+                              engine_events=self.events, ssl_context=self._ssl_context,
+                              external_watchdog=True)
         except ValueError as exc:  # e.g. neither a signature nor client credentials
             self.sessions_refused += 1
             self.events.publish(SessionRefused(rtms_stream_id=stream_id,
@@ -224,6 +226,16 @@ class Engine:
     async def wait_idle(self) -> None:
         """Wait until no session is running."""
         await self._all_done.wait()
+
+    async def _keepalive_watchdog(self) -> None:
+        """ONE timer for every session's keep-alive starvation check (a timer per session
+        cost a task wake-up and a cancel scope each per period, per session)."""
+        period = keepalive_check_period_s(self.settings)
+        while True:
+            await trio.sleep(period)
+            now = trio.current_time()
+            for session in list(self._sessions.values()):
+                session.check_keepalive(now)
 
     async def _run_session(self, session: Session, scope: trio.CancelScope) -> None:
         stream_id = session.rtms_stream_id

@@ -369,6 +369,12 @@ class _MediaSlot:
         return self.heard_since_reconnect or media_socket.last_activity_s > 0.0
 
 
+def keepalive_check_period_s(settings: EngineSettings) -> float:
+    """How often ``Session.check_keepalive`` runs: a dead socket is found within the
+    timeout plus this (every 5 s at most; the default timeout is 65 s)."""
+    return min(5.0, settings.keepalive_timeout_s / 4)
+
+
 class Session:
     """One RTMS stream, joined and ingested until it ends; ``await run()`` in a nursery.
 
@@ -386,6 +392,7 @@ class Session:
         engine_events: EventBroadcaster | None = None,
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
+        external_watchdog: bool = False,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -423,6 +430,10 @@ class Session:
         self._media_deadline: float | None = None
         self._heard_since_reconnect = True
         self._ingests: list[IngestConnection] = []
+        # keep-alive starvation: see check_keepalive
+        self._external_watchdog = external_watchdog
+        self._guarding = False
+        self._starved = trio.Event()
 
     # ---- public --------------------------------------------------------------------------
     @property
@@ -722,7 +733,7 @@ class Session:
             for slot in self._slots:
                 self._attach(nursery, slot)
                 nursery.start_soon(self._supervise_media, nursery, slot)
-            nursery.start_soon(self._keepalive_watchdog)
+            nursery.start_soon(self._keepalive_guard)
             nursery.start_soon(self._close_watcher, ws)
             nursery.start_soon(self._end_watcher, ws)
             await self._signaling_loop(ws)
@@ -1037,24 +1048,43 @@ class Session:
                 participant.ring.write_silence(n)
             self.notifier.notify()
 
-    async def _keepalive_watchdog(self) -> None:
+    def check_keepalive(self, now: float) -> None:
+        """Starvation check (Trio time ``now``), synchronous and cheap: a media socket
+        silent for ``keepalive_timeout_s`` is aborted (then reconnected); silent signaling
+        ends the stream attempt (``_keepalive_guard`` raises). The engine calls this for
+        every session from ONE task, so idle sessions cost no timer of their own."""
+        if not self._guarding or self._starved.is_set():
+            return
         timeout = self.settings.keepalive_timeout_s
-        # A dead socket is found within timeout + period. Each wake-up costs every session
-        # a task switch, so keep them rare: every 5 s at most (the default timeout is 65 s).
-        period = min(5.0, timeout / 4)
-        while True:
-            await trio.sleep(period)
-            now = trio.current_time()
-            if now - self._signaling_last_rx > timeout:
-                self.counters.tolerated["signaling_keepalive_timeout"] += 1
-                raise _SignalingDropped(f"nothing received on signaling for {timeout} s")
-            for slot in self._slots:
-                sock = slot.socket
-                last_rx = max(slot.last_rx, sock.last_activity_s) if sock is not None else 0.0
-                if sock is not None and not sock.closed and now - last_rx > timeout:
-                    self.counters.tolerated["media_keepalive_timeout"] += 1
-                    sock.abort()
-                    slot.closed_event.set()
+        if now - self._signaling_last_rx > timeout:
+            self.counters.tolerated["signaling_keepalive_timeout"] += 1
+            self._starved.set()
+            return
+        for slot in self._slots:
+            sock = slot.socket
+            last_rx = max(slot.last_rx, sock.last_activity_s) if sock is not None else 0.0
+            if sock is not None and not sock.closed and now - last_rx > timeout:
+                self.counters.tolerated["media_keepalive_timeout"] += 1
+                sock.abort()
+                slot.closed_event.set()
+
+    async def _keepalive_guard(self) -> None:
+        """Ends the stream attempt when signaling starves. Checks on its own timer unless
+        the engine's watchdog calls ``check_keepalive`` (``external_watchdog``)."""
+        self._starved = trio.Event()
+        self._guarding = True
+        try:
+            if self._external_watchdog:
+                await self._starved.wait()
+            else:
+                period = keepalive_check_period_s(self.settings)
+                while not self._starved.is_set():
+                    await trio.sleep(period)
+                    self.check_keepalive(trio.current_time())
+        finally:
+            self._guarding = False
+        raise _SignalingDropped(
+            f"nothing received on signaling for {self.settings.keepalive_timeout_s} s")
 
     async def _signaling_loop(self, ws: trio_websocket.WebSocketConnection) -> None:
         """Read signaling until it closes; raise what that close means."""

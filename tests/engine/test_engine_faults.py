@@ -225,3 +225,29 @@ async def test_shutdown_deadline_cancels_a_stuck_session_cleanly() -> None:
     received = _drain(session_events)
     assert isinstance(received[-1], StreamStopped)
     assert session_events.statistics().closed
+
+
+async def test_a_session_without_an_engine_watches_keepalives_on_its_own_timer() -> None:
+    """A Session run directly (no engine watchdog, no pump) still detects starvation: a
+    stalled server ends it as lost after the window, the time-outs counted."""
+    from rtms_fast.session import Session
+
+    cfg = SimConfig(sessions=1, participants=1, duration_s=30.0, keepalive_interval_s=0.1)
+    settings = EngineSettings(media_types=("audio",), keepalive_timeout_s=0.2,
+                              signaling_reconnect_window_s=0.4, media_reconnect_window_s=0.4,
+                              use_pump=False, **FAST)
+    async with run_simulator(cfg) as sim:
+        session = Session(_spec(sim), settings)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            with trio.fail_after(5):
+                while not session.participants() or not session.ring(
+                        session.participants()[0][0]).available:
+                    await trio.sleep(0.01)
+            sim.inject_fault(0, FaultKind.STALL)
+            with trio.fail_after(10):
+                await session.finished.wait()
+    assert isinstance(session.outcome, StreamLost)
+    tolerated = session.stats().tolerated
+    assert tolerated.get("signaling_keepalive_timeout", 0) + tolerated.get(
+        "media_keepalive_timeout", 0) >= 1
