@@ -4,13 +4,14 @@
  *
  * Per frame: parse the header (ws_frame.c); control frames and non-audio
  * messages become records for Python; data frames are reassembled when
- * fragmented (a per-connection buffer of max_message_bytes, allocated at
- * creation); audio messages (msg_type 14) are scanned (media_msg.c), their
- * data base64-decoded (base64.c) into a per-connection buffer, stripped of
- * RTP (rtp.c) where negotiated, decoded (L16, G.711) and written to the
- * participant's ring (ring.c), straight into the ring's memory when the
- * reservation allows. A participant's slot and ring are created on the first
- * message with a new key: the only allocation after connection creation.
+ * fragmented (a per-connection buffer); audio messages (msg_type 14) are
+ * scanned (media_msg.c), their data base64-decoded (base64.c) into a
+ * per-connection buffer, stripped of RTP (rtp.c) where negotiated, decoded
+ * (L16, G.711) and written to the participant's ring (ring.c), straight into
+ * the ring's memory when the reservation allows. After creation, memory is
+ * allocated only for a participant's first message (its slot and ring) and
+ * when a message is larger than any before it on the connection (scratch
+ * grows, at least doubling, up to max_message_bytes): never per message.
  *
  * Nothing here reads outside the caller's buffers or its own, allocates per
  * message, or stops for bad input: a malformed message becomes an error
@@ -52,15 +53,16 @@ struct rtms_ingest_conn {
     int failed;                  /* RTMS_ERR_* once the byte stream is unusable */
     int in_message;
     int message_opcode;
-    uint8_t *reassembly;
+    uint8_t *reassembly;         /* grown on demand (see grow), up to max_message_bytes */
+    size_t reassembly_cap;
     size_t reassembly_len;
     uint8_t control[INGEST_CONTROL_MAX];
     /* decoded base64 */
     uint8_t *raw;
     size_t raw_cap;
-    /* resampling (rates differ): one shared filter, scratch sized at creation */
+    /* resampling (rates differ): one shared filter; scratch grown with the messages */
     rtms_resample_filter *filter;
-    size_t max_samples;          /* decoded samples one message can hold */
+    size_t max_samples;          /* decoded samples the scratch holds now */
     size_t out_cap;              /* resampled items one channel of a message can make */
     int16_t *pcm;                /* decoded samples, channels split */
     float *pcm_f;                /* the same as float, for float output */
@@ -72,6 +74,57 @@ struct rtms_ingest_conn {
     uint32_t table_mask;
     rtms_ingest_stats stats;
 };
+
+/* ---- scratch growth ---------------------------------------------------- */
+
+/* Message scratch (reassembly, decoded base64, resampler areas) starts empty and grows
+   to the largest message seen, at least doubling, so an idle connection holds none of
+   it and a stream of equal messages allocates once. A buffer reserved at its maximum
+   (max_message_bytes, 16 MiB by default) would cost every connection resident pages
+   for the allocator's headers and a mapping each. */
+#define SCRATCH_MIN 4096u
+
+static int grow(void **buf, size_t *cap, size_t need, size_t item)
+{
+    if (need <= *cap)
+        return 0;
+    size_t want = *cap * 2;
+    if (want < need)
+        want = need;
+    if (want < SCRATCH_MIN / item)
+        want = SCRATCH_MIN / item;
+    if (want > SIZE_MAX / item)
+        return -RTMS_ERR_NO_MEMORY;
+    void *p = realloc(*buf, want * item);
+    if (p == NULL)
+        return -RTMS_ERR_NO_MEMORY;
+    *buf = p;
+    *cap = want;
+    return 0;
+}
+
+/* Resampler scratch for a message of n decoded samples. */
+static int grow_resample_scratch(rtms_ingest_conn *c, size_t n)
+{
+    if (n <= c->max_samples)
+        return 0;
+    size_t want = c->max_samples * 2 > n ? c->max_samples * 2 : n;
+    size_t ch = (size_t)c->cfg.channels;
+    size_t out_cap = rtms_resample_max_output(c->filter, want / ch + 1) + 1;
+    size_t pcm_cap = c->max_samples, pcm_f_cap = c->max_samples;
+    size_t out_items = 2 * ch * c->out_cap;
+    int r = grow((void **)&c->pcm, &pcm_cap, want, sizeof *c->pcm);
+    if (r == 0)
+        r = grow((void **)&c->pcm_f, &pcm_f_cap, want, sizeof *c->pcm_f);
+    if (r == 0)
+        r = grow((void **)&c->out, &out_items, 2 * ch * out_cap, c->item_size);
+    if (r < 0)
+        return r;
+    /* every area holds at least want samples now (grow may have given more) */
+    c->max_samples = want;
+    c->out_cap = out_cap;
+    return 0;
+}
 
 /* ---- connection lifetime ---------------------------------------------- */
 
@@ -137,17 +190,13 @@ rtms_ingest_conn *rtms_ingest_conn_new(const rtms_ingest_config *cfg, int *error
         else
             rtms_alaw_decode(codes, 256, c->g711_table);
     }
-    size_t max_msg = (size_t)cfg->max_message_bytes;
-    c->raw_cap = rtms_b64_decoded_max(max_msg);
     uint32_t table_size = 4;
     while (table_size < 2u * (uint32_t)c->cfg.max_participants)
         table_size <<= 1;
     c->table_mask = table_size - 1;
-    c->reassembly = malloc(max_msg);
-    c->raw = malloc(c->raw_cap);
     c->slots = calloc((size_t)c->cfg.max_participants, sizeof *c->slots);
     c->table = malloc(table_size * sizeof *c->table);
-    if (c->reassembly == NULL || c->raw == NULL || c->slots == NULL || c->table == NULL) {
+    if (c->slots == NULL || c->table == NULL) {
         rtms_ingest_conn_free(c);
         return NULL;
     }
@@ -159,16 +208,6 @@ rtms_ingest_conn *rtms_ingest_conn_new(const rtms_ingest_config *cfg, int *error
         if (c->filter == NULL) {
             rtms_ingest_conn_free(c);
             *error = -RTMS_ERR_INGEST_CODEC;
-            return NULL;
-        }
-        size_t ch = (size_t)cfg->channels;
-        c->max_samples = c->raw_cap * (cfg->codec == RTMS_CODEC_G722 ? 2 : 1);
-        c->out_cap = rtms_resample_max_output(c->filter, c->max_samples / ch + 1) + 1;
-        c->pcm = malloc(c->max_samples * sizeof *c->pcm);
-        c->pcm_f = malloc(c->max_samples * sizeof *c->pcm_f);
-        c->out = malloc(2 * ch * c->out_cap * c->item_size);
-        if (c->pcm == NULL || c->pcm_f == NULL || c->out == NULL) {
-            rtms_ingest_conn_free(c);
             return NULL;
         }
     }
@@ -588,7 +627,9 @@ static void handle_message(rtms_ingest_conn *c, const uint8_t *msg, size_t len, 
     }
     size_t raw_len = 0;
     if (r == 0) {
-        int64_t d = rtms_b64_decode(msg + m.data_off, m.data_len, c->raw, c->raw_cap);
+        r = grow((void **)&c->raw, &c->raw_cap, rtms_b64_decoded_max(m.data_len), 1);
+        int64_t d = r < 0 ? r : rtms_b64_decode(msg + m.data_off, m.data_len, c->raw,
+                                                c->raw_cap);
         if (d < 0)
             r = (int)d;
         else
@@ -621,6 +662,8 @@ static void handle_message(rtms_ingest_conn *c, const uint8_t *msg, size_t len, 
         n = payload_samples(c->cfg.codec, payload_len, (size_t)c->cfg.channels);
         if (n == SIZE_MAX)
             r = -RTMS_ERR_INGEST_AUDIO_LENGTH;
+        else if (c->filter != NULL)
+            r = grow_resample_scratch(c, n);
     }
     if (r < 0) {
         int code = -r;
@@ -763,6 +806,11 @@ static size_t ingest_conn(rtms_ingest_conn *c, const uint8_t *buf, size_t len, b
             if (f.fin && !f.masked) {
                 handle_message(c, payload, plen, poff, f.opcode, 0, b);
             } else {
+                if (grow((void **)&c->reassembly, &c->reassembly_cap, plen, 1) < 0) {
+                    fail_conn(c, RTMS_ERR_NO_MEMORY, pos, len - pos, b);
+                    pos = len;
+                    break;
+                }
                 memcpy(c->reassembly, payload, plen);
                 if (f.masked)
                     rtms_ws_unmask(c->reassembly, plen, f.mask_key, 0);
@@ -783,6 +831,12 @@ static size_t ingest_conn(rtms_ingest_conn *c, const uint8_t *buf, size_t len, b
             }
             if (plen > c->cfg.max_message_bytes - c->reassembly_len) {
                 fail_conn(c, RTMS_ERR_WS_TOO_BIG, pos, len - pos, b);
+                pos = len;
+                break;
+            }
+            if (grow((void **)&c->reassembly, &c->reassembly_cap, c->reassembly_len + plen,
+                     1) < 0) {
+                fail_conn(c, RTMS_ERR_NO_MEMORY, pos, len - pos, b);
                 pos = len;
                 break;
             }

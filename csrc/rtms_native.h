@@ -151,6 +151,7 @@ enum {
     RTMS_ERR_WS_EXPECTED_CONTINUATION = 10,
     RTMS_ERR_WS_CONNECTION_FAILED = 11, /* bytes after an earlier framing error */
     RTMS_ERR_SPACE = 12,                /* an output buffer is too small */
+    RTMS_ERR_NO_MEMORY = 13,            /* message scratch could not grow (malloc failed) */
     /* base64 */
     RTMS_ERR_B64_CHAR = 20,             /* a byte outside the alphabet (or a bad escape) */
     RTMS_ERR_B64_PADDING = 21,          /* '=' misplaced */

@@ -195,6 +195,36 @@ def test_resampled_g711_float_and_stereo() -> None:
     np.testing.assert_array_equal(got[1::2], _resample_reference(right, 16000, 48000))
 
 
+@pytest.mark.parametrize("stereo", [False, True])
+def test_scratch_grows_with_the_messages_without_changing_the_output(stereo: bool) -> None:
+    """Scratch starts empty and grows to the largest message seen: messages of 20 ms, then
+    1 s, then 20 ms, then a fragmented 3 s one resample exactly as one long input would."""
+    channels = 2 if stereo else 1
+    conn = IngestConnection(IngestConfig(input_rate_hz=16000, output_rate_hz=48000,
+                                         channels=channels, ring_capacity_ms=20_000))
+    sizes = [320, 16000, 320, 48000, 640]  # samples per channel
+    pcm = RNG.integers(-8000, 8000, sum(sizes) * channels, dtype=np.int16)
+    data = b""
+    at = 0
+    for i, n in enumerate(sizes):
+        body = audio_message(pcm[at : at + n * channels].tobytes(), timestamp=20 * i)
+        at += n * channels
+        if n == 48000:  # fragmented: through the reassembly buffer, which grows too
+            third = len(body) // 3
+            data += (frame(body[:third], fin=False) + frame(body[third : 2 * third], opcode=0,
+                                                              fin=False)
+                     + frame(body[2 * third :], opcode=0))
+        else:
+            data += frame(body)
+    records = feed(conn, data)
+    assert [r for r in records if r.kind == RecordKind.ERROR] == []
+    got = ring_all(conn)
+    for k in range(channels):
+        np.testing.assert_array_equal(got[k::channels],
+                                      _resample_reference(pcm[k::channels].copy(), 16000,
+                                                          48000))
+
+
 def test_unsupported_codec_or_rate_is_refused() -> None:
     with pytest.raises(IngestError):
         IngestConnection(IngestConfig(input_rate_hz=11025, output_rate_hz=16000))

@@ -63,6 +63,7 @@ class ErrorCode(enum.IntEnum):
     WS_EXPECTED_CONTINUATION = 10
     WS_CONNECTION_FAILED = 11
     SPACE = 12
+    NO_MEMORY = 13
     B64_CHAR = 20
     B64_PADDING = 21
     B64_LENGTH = 22
