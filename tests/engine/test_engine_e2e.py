@@ -353,3 +353,19 @@ async def test_g722_is_decoded_exactly(native_ingest: bool, content: str) -> Non
     source = AudioSource(4, 0, 0, 3, 16000, content_type=2)
     encoded = b"".join(source.codec_bytes(k) for k in range(15))
     np.testing.assert_array_equal(got, codecs.G722Decoder().decode(encoded))
+
+
+async def test_a_stream_where_nobody_talks_stays_up_and_ends_cleanly() -> None:
+    """Zero participants: the media socket carries only keep-alives (an idle session)."""
+    cfg = SimConfig(sessions=2, participants=0, duration_s=0.6, keepalive_interval_s=0.1)
+    settings = EngineSettings(media_types=("audio",), **FAST)
+    async with run_simulator(cfg) as sim, Engine(settings) as engine:
+        for index in range(2):
+            engine.start_session(_spec(sim, index))
+        with trio.fail_after(10):
+            await engine.wait_idle()
+    assert engine.outcomes() == {"ended": 2}
+    finals = engine.finished_sessions()
+    assert all(not f.participants for f in finals)
+    assert all(f.keepalives_answered > 0 for f in finals)
+    assert sim.counters.audio_frames_sent == 0

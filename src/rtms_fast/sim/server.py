@@ -400,6 +400,9 @@ class Simulator:
             raise ValueError("tick_ms must be 5, 10 or 20")
         if config.rate_hz not in src.RATE_CODE_BY_HZ:
             raise ValueError(f"rate_hz must be one of {sorted(src.RATE_CODE_BY_HZ)}")
+        if config.sessions < 0 or config.participants < 0:
+            raise ValueError("sessions and participants must be >= 0 (0 participants: "
+                             "sessions without audio)")
         self.config = config
         self.counters = SimCounters()
         self.default_format = _default_format(config)
@@ -996,7 +999,7 @@ class Simulator:
         stream.t0 = session.ready_at
         duration_ms = round(cfg.duration_s * 1000)
         skipped_ms = (t0_tick - session.ready_tick) * cfg.tick_ms
-        if stream.audio_format is not None:
+        if stream.audio_format is not None and session.participants > 0:  # 0: nobody talks
             stream.tracks.append(self._audio_track(session, stream, duration_ms))
         if stream.media_bits & _VIDEO:
             stream.tracks.append(self._picture_track(session, 15, cfg.video_fps, duration_ms,
