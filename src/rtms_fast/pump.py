@@ -46,6 +46,7 @@ import h11
 import numpy as np
 import trio
 import wsproto
+from wsproto.connection import Connection as WSFraming
 from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
@@ -225,7 +226,10 @@ class MediaSocket:
         self._ssl = ssl_object
         self._incoming = incoming
         self._outgoing = outgoing
-        self._ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        # The upgrade's handshake object, then (``_upgrade``) only its framing connection:
+        # the handshake state (an h11 connection) is not kept for the socket's lifetime.
+        self._ws: wsproto.WSConnection | WSFraming = wsproto.WSConnection(
+            wsproto.ConnectionType.CLIENT)
         self._max_message_bytes = max_message_bytes
         self._partial: list[bytes] = []
         self._partial_bytes = 0
@@ -348,6 +352,10 @@ class MediaSocket:
             self._ws.receive_data(data)
             for event in self._ws.events():
                 if isinstance(event, AcceptConnection):
+                    framing = self._ws.connection if isinstance(
+                        self._ws, wsproto.WSConnection) else None
+                    if framing is not None:
+                        self._ws = framing
                     return
                 if isinstance(event, (RejectConnection, RejectData)):
                     status = getattr(event, "status_code", "?")
