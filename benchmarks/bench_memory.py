@@ -1,13 +1,15 @@
 """Resident memory per session: the engine in this process, the simulator in another.
 
-200 sessions of 20 ms G.711/RTP audio are joined; after 6 s of media the growth of this
-process's resident set, divided by the sessions, is recorded with and without the rings'
-own memory (``ring_memory_bytes``: their capacity is a setting). TLS state is extra and
-measured separately.
+200 sessions are joined, either idle (nobody talks: the sockets carry keep-alives only)
+or with 20 ms G.711/RTP audio; once every session streams (and, with audio, after 6 s of
+media) the growth of this process's resident set, divided by the sessions, is recorded
+with and without the rings' own memory (``ring_memory_bytes``: their capacity is a
+setting). TLS state is extra: the wss cases show how much.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -18,8 +20,10 @@ import pytest
 import trio
 
 from rtms_fast import Engine, EngineSettings, SessionSpec
+from rtms_fast.stats import MediaCounters
 
 SESSIONS = 200
+_NO_MEDIA = MediaCounters(messages=0, bytes=0)
 
 
 def _rss_bytes() -> int:
@@ -29,10 +33,11 @@ def _rss_bytes() -> int:
     raise RuntimeError("no VmRSS")
 
 
-def _measure(tls: bool, tmp: Path) -> dict[str, Any]:
+def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
     ca = tmp / "ca.pem"
     cmd = [sys.executable, "-m", "rtms_fast", "simulate", "--sessions", str(SESSIONS),
-           "--duration", "12", "--codec", "pcma", "--join-timeout", "60"]
+           "--duration", "12", "--codec", "pcma", "--join-timeout", "60",
+           "--participants", "0" if idle else "1"]
     if tls:
         cmd += ["--tls", "--ca-file", str(ca)]
     sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -54,16 +59,20 @@ def _measure(tls: bool, tmp: Path) -> dict[str, Any]:
                         rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
                         server_urls=p["server_urls"], client_id="client",
                         client_secret="secret"))
-                await trio.sleep(6)
+                with trio.fail_after(60):
+                    while engine.stats().sessions_by_state.get("streaming", 0) < SESSIONS:
+                        await trio.sleep(0.1)
+                await trio.sleep(1 if idle else 6)
+                gc.collect()
                 stats = engine.stats()
                 growth = _rss_bytes() - base
                 out.update(
-                    sessions=SESSIONS, tls=tls, rss_growth_bytes=growth,
+                    sessions=SESSIONS, tls=tls, idle=idle, rss_growth_bytes=growth,
                     ring_memory_bytes=stats.ring_memory_bytes,
                     per_session_bytes=round(growth / SESSIONS),
                     per_session_excluding_rings=round(
                         (growth - stats.ring_memory_bytes) / SESSIONS),
-                    audio_messages=stats.media["audio"].messages,
+                    audio_messages=stats.media.get("audio", _NO_MEDIA).messages,
                 )
                 for session in engine.sessions():
                     session.close()
@@ -77,11 +86,32 @@ def _measure(tls: bool, tmp: Path) -> dict[str, Any]:
             sim.stdout.close()
 
 
+def _measure_in_child(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
+    """Each case in a fresh interpreter: memory freed by an earlier case stays in this
+    process's allocators and would be reused, understating the growth."""
+    done = subprocess.run([sys.executable, __file__, json.dumps([tls, idle, str(tmp)])],
+                          capture_output=True, text=True, timeout=240, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory measurement failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
-def test_memory_per_session(benchmark: Any, tls: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("idle", [True, False], ids=["idle", "audio"])
+def test_memory_per_session(benchmark: Any, tls: bool, idle: bool, tmp_path: Path) -> None:
     benchmark.group = "memory-per-session"
-    result = benchmark.pedantic(_measure, args=(tls, tmp_path), rounds=1, iterations=1)
+    result = benchmark.pedantic(_measure_in_child, args=(tls, idle, tmp_path), rounds=1,
+                                iterations=1)
     benchmark.extra_info.update(result)
-    assert result["audio_messages"] > 0
+    if idle:
+        assert result["audio_messages"] == 0 and result["ring_memory_bytes"] == 0
+    else:
+        assert result["audio_messages"] > 0
     print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    tls_arg, idle_arg, tmp_arg = json.loads(sys.argv[1])
+    print(json.dumps(_measure(tls_arg, idle_arg, Path(tmp_arg))))
