@@ -13,13 +13,23 @@ handed to ``ffi.cdef``. One header is both the C API and the Python binding.
 Environment knobs (for tests and CI, not for users):
   RTMS_NATIVE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
   RTMS_NATIVE_MODULE=name  compile under another module name (the sanitizer build)
+  RTMS_NATIVE_NO_OPENSSL=1 build the TLS client (csrc/tls.c) without OpenSSL, as when its
+                           headers or libraries are missing: rtms_tls_available() is 0
+
+The TLS client links libssl and libcrypto (OpenSSL 1.1.1 or later) when a test program
+that includes <openssl/ssl.h> compiles and links with the C compiler; otherwise tls.c is
+built with -DRTMS_NO_OPENSSL (every function present, reporting "unavailable").
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import subprocess
 import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 
 from cffi import FFI
@@ -53,6 +63,36 @@ def _compile_args(sanitize: bool) -> list[str]:
     return args
 
 
+_OPENSSL_PROBE = """
+#include <openssl/opensslv.h>
+#include <openssl/ssl.h>
+#if OPENSSL_VERSION_NUMBER < 0x10101000L
+#error "OpenSSL older than 1.1.1"
+#endif
+int main(void) { SSL_CTX *c = SSL_CTX_new(TLS_client_method()); SSL_CTX_free(c); return 0; }
+"""
+
+
+def openssl_usable() -> bool:
+    """Whether a small program using libssl compiles and links: with $CC (else the
+    compiler Python was built with), $CFLAGS, $CPPFLAGS and $LDFLAGS, as the build uses."""
+    if os.environ.get("RTMS_NATIVE_NO_OPENSSL") == "1" or sys.platform == "win32":
+        return False
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    flags = [*shlex.split(os.environ.get("CFLAGS", "")),
+             *shlex.split(os.environ.get("CPPFLAGS", ""))]
+    with tempfile.TemporaryDirectory(prefix="rtms-openssl-probe-") as tmp:
+        src = Path(tmp) / "probe.c"
+        src.write_text(_OPENSSL_PROBE, encoding="utf-8")
+        cmd = [*cc, *flags, str(src), "-o", str(Path(tmp) / "probe"),
+               *shlex.split(os.environ.get("LDFLAGS", "")), "-lssl", "-lcrypto"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return done.returncode == 0
+
+
 def make_builder(
     module_name: str = "rtms_fast._native", sanitize: bool = False, absolute: bool = False
 ) -> FFI:
@@ -61,6 +101,12 @@ def make_builder(
     sources = [str(p if absolute else p.relative_to(HERE)) for p in paths]
     if not sources:
         raise SystemExit(f"rtms-fast build: no C sources found in {CSRC}")
+    libraries = [] if sys.platform == "win32" else ["m"]
+    macros: list[tuple[str, str | None]] = []
+    if openssl_usable():
+        libraries += ["ssl", "crypto"]
+    else:
+        macros.append(("RTMS_NO_OPENSSL", "1"))
     builder = FFI()
     builder.cdef(_read_cdef())
     builder.set_source(
@@ -68,9 +114,10 @@ def make_builder(
         '#include "rtms_native.h"',
         sources=sources,
         include_dirs=[str(CSRC)],
+        define_macros=macros,
         extra_compile_args=_compile_args(sanitize),
         extra_link_args=["-fsanitize=address,undefined"] if sanitize else [],
-        libraries=[] if sys.platform == "win32" else ["m"],
+        libraries=libraries,
     )
     return builder
 
@@ -84,7 +131,6 @@ ffibuilder = make_builder(
 def build_inplace(target_dir: Path | None = None) -> Path:
     """Compile into ``src/rtms_fast`` (or ``target_dir``); return the library path."""
     import shutil
-    import tempfile
 
     dest = target_dir or HERE / "src" / "rtms_fast"
     builder = make_builder(

@@ -604,6 +604,102 @@ size_t rtms_epoll_event_bytes(void);
 int64_t rtms_epoll_ready(int32_t epfd, void *scratch, size_t scratch_bytes, int32_t *fds,
                          size_t max_fds);
 
+/* ---- TLS client (OpenSSL, memory BIOs), tls.c ---- */
+/* A TLS client that never touches a socket: ciphertext read from the network is
+   fed in, ciphertext to send is taken out (one memory BIO each way), plaintext is
+   read and written in between. rtms_tls_decrypt_batch decrypts what a whole sweep
+   read, for every connection, in one call. A ctx is shared by any number of conns
+   and threads; one conn is used by one thread at a time. Calls that run TLS clear
+   the calling thread's OpenSSL error queue first and leave it empty (Python's ssl
+   module shares it).
+   Built without OpenSSL (RTMS_NO_OPENSSL), every function exists: available() is
+   0, the constructors return NULL with an error text, the rest report errors. */
+typedef struct rtms_tls_ctx rtms_tls_ctx;   /* an SSL_CTX for clients */
+typedef struct rtms_tls_conn rtms_tls_conn; /* one SSL with an input and an output BIO */
+/* Return codes of handshake / read / write / shutdown (read and write return a
+   byte count >= 0 on success). CLOSED: the peer's close_notify arrived. EOF: the
+   input ended (rtms_tls_feed_eof) without one, a truncation the peer did not
+   sign. ERROR: anything else (rtms_tls_conn_error says what). CLOSED, EOF and
+   ERROR are sticky: later reads return them again. */
+enum { RTMS_TLS_OK = 0, RTMS_TLS_WANT_READ = -1, RTMS_TLS_CLOSED = -2, RTMS_TLS_ERROR = -3,
+       RTMS_TLS_EOF = -4 };
+/* rtms_tls_decrypt_batch status bits, per connection. Exactly one of OK, CLOSED
+   and ERROR (EOF included) is set; OUTPUT_PENDING and MORE may be added. */
+enum { RTMS_TLS_STATUS_OK = 1,             /* live (not closed, not failed) */
+       RTMS_TLS_STATUS_CLOSED = 2,         /* close_notify received (now or earlier) */
+       RTMS_TLS_STATUS_ERROR = 4,          /* failed (now or earlier); see conn_error */
+       RTMS_TLS_STATUS_OUTPUT_PENDING = 8, /* TLS bytes to send: alerts, key updates... */
+       RTMS_TLS_STATUS_MORE = 16 };        /* out ran full with input left: read it later */
+/* Error text buffers of this size hold any message in full. */
+enum { RTMS_TLS_ERR_CAP = 512 };
+/* 1 when built with OpenSSL, else 0. */
+int rtms_tls_available(void);
+/* The OpenSSL version text of the library in use ("unavailable" without). */
+const char *rtms_tls_library_version(void);
+/* A client context: TLS 1.2 minimum, OpenSSL's default ciphers. verify != 0
+   checks the peer's chain against ca_file (PEM), or the system's default CA
+   paths when ca_file is NULL, and its name (rtms_tls_conn_new). NULL on failure,
+   with the reason in err[0..err_cap) (err may be NULL). */
+rtms_tls_ctx *rtms_tls_ctx_new(const char *ca_file, int verify, char *err, size_t err_cap);
+/* Drop the creator's reference; conns made from ctx keep it alive. NULL is a no-op. */
+void rtms_tls_ctx_free(rtms_tls_ctx *ctx);
+/* A connection to server_hostname: a DNS name (sent as SNI, checked against the
+   certificate) or an IP address (checked, no SNI). May be NULL only when the ctx
+   does not verify. NULL on failure, with the reason in err. */
+rtms_tls_conn *rtms_tls_conn_new(rtms_tls_ctx *ctx, const char *server_hostname, char *err,
+                                 size_t err_cap);
+void rtms_tls_conn_free(rtms_tls_conn *c);  /* NULL is a no-op */
+/* Advance the handshake: RTMS_TLS_OK when done, RTMS_TLS_WANT_READ when it needs
+   input (first send the output), RTMS_TLS_ERROR (or EOF) when it failed. */
+int rtms_tls_handshake(rtms_tls_conn *c);
+int rtms_tls_handshake_done(const rtms_tls_conn *c);  /* 1 once complete */
+/* Append ciphertext from the network; returns len, or RTMS_TLS_ERROR after
+   rtms_tls_feed_eof or when memory runs out. */
+int64_t rtms_tls_feed(rtms_tls_conn *c, const uint8_t *data, size_t len);
+/* The network stream ended: once the fed bytes are used up, reads report
+   RTMS_TLS_EOF (unless a close_notify came first). */
+void rtms_tls_feed_eof(rtms_tls_conn *c);
+int rtms_tls_input_eof(const rtms_tls_conn *c);  /* 1 after rtms_tls_feed_eof */
+/* Decrypt up to cap plaintext bytes: the count (> 0; 0 only when cap is 0), or
+   RTMS_TLS_WANT_READ (no complete record), RTMS_TLS_CLOSED, RTMS_TLS_EOF or
+   RTMS_TLS_ERROR. Drives the handshake first if it is not complete. */
+int64_t rtms_tls_read(rtms_tls_conn *c, uint8_t *out, size_t cap);
+/* Encrypt all len bytes into the output; returns len, or RTMS_TLS_WANT_READ
+   (handshake not complete: nothing taken), RTMS_TLS_ERROR. */
+int64_t rtms_tls_write(rtms_tls_conn *c, const uint8_t *data, size_t len);
+/* Queue our close_notify: RTMS_TLS_OK once the peer's arrived too, else
+   RTMS_TLS_WANT_READ (send the output, feed input, call again), RTMS_TLS_ERROR. */
+int rtms_tls_shutdown(rtms_tls_conn *c);
+/* TLS 1.3: queue a KeyUpdate (request_peer != 0: ask the peer to update too).
+   RTMS_TLS_OK or RTMS_TLS_ERROR (TLS 1.2, handshake not complete). */
+int rtms_tls_key_update(rtms_tls_conn *c, int request_peer);
+size_t rtms_tls_output_pending(const rtms_tls_conn *c);  /* ciphertext bytes to send */
+/* Move up to cap bytes of ciphertext to send into out; returns the count. */
+int64_t rtms_tls_take_output(rtms_tls_conn *c, uint8_t *out, size_t cap);
+size_t rtms_tls_input_pending(const rtms_tls_conn *c);   /* fed, not yet decrypted */
+/* Withdraw up to cap fed bytes that TLS has not consumed (after a shutdown, what
+   follows the close_notify); returns the count. */
+int64_t rtms_tls_take_input(rtms_tls_conn *c, uint8_t *out, size_t cap);
+size_t rtms_tls_plain_pending(const rtms_tls_conn *c);   /* decrypted, not yet read */
+/* "TLSv1.3" / "TLSv1.2" once the handshake is complete, else NULL. */
+const char *rtms_tls_version(const rtms_tls_conn *c);
+/* The last error ("" if none): OpenSSL's error strings, plus, after a failed
+   certificate check, why (e.g. hostname mismatch, unable to get local issuer). */
+const char *rtms_tls_conn_error(const rtms_tls_conn *c);
+/* After a handshake that failed verifying the peer: the X509_V_ERR_* code and its
+   text; 0 and "" otherwise. */
+int rtms_tls_verify_error(const rtms_tls_conn *c);
+const char *rtms_tls_verify_message(const rtms_tls_conn *c);
+/* One call for a whole sweep. For each i < n: feed in[i][0..in_lens[i]) to
+   conns[i] (in[i] may be NULL when the length is 0), then decrypt every complete
+   record into out, appended: plaintext at out[out_offsets[i] .. + out_lens[i])
+   (offsets contiguous), RTMS_TLS_STATUS_* bits in status[i]. A failure of one
+   connection does not touch the others; a NULL conns[i] gets STATUS_ERROR.
+   Returns the plaintext bytes written in total (<= cap). */
+int64_t rtms_tls_decrypt_batch(rtms_tls_conn *const *conns, const uint8_t *const *in,
+                               const size_t *in_lens, size_t n, uint8_t *out, size_t cap,
+                               size_t *out_offsets, size_t *out_lens, int32_t *status);
+
 /* RTMS_CDEF_END */
 
 /* ---- Resampler: the per-stream state, for embedding (C only) ------------ */

@@ -169,6 +169,200 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
+# ---- the TLS client (tls.c) against Python's TLS server, over memory BIOs ----------------------
+class TLSLink:
+    """One native client conn and a Python server SSLObject; bytes carried by hand, every
+    buffer crossing into C an exact-size native copy."""
+
+    def __init__(self, ctx: Any, server_ctx: Any, host: bytes) -> None:
+        import ssl
+
+        err = ffi.new("char[]", lib.RTMS_TLS_ERR_CAP)
+        conn = lib.rtms_tls_conn_new(ctx, host, err, lib.RTMS_TLS_ERR_CAP)
+        assert conn != ffi.NULL, ffi.string(err)
+        self.conn = ffi.gc(conn, lib.rtms_tls_conn_free)
+        self.s_in, self.s_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.server = server_ctx.wrap_bio(self.s_in, self.s_out, server_side=True)
+        self.expected = bytearray()  # sent by the server, not yet decrypted
+        self.held = b""  # ciphertext kept back for a later feed
+        self.closing = False  # the server sent its close_notify: it writes no more
+        self.unpredictable = False  # bytes were corrupted or withdrawn: skip the checks
+
+    def take_output(self) -> bytes:
+        n = int(lib.rtms_tls_output_pending(self.conn))
+        if not n:
+            return b""
+        buf = ffi.new("uint8_t[]", n)
+        assert lib.rtms_tls_take_output(self.conn, buf, n) == n
+        return bytes(ffi.buffer(buf, n))
+
+    def feed(self, data: bytes) -> None:
+        assert lib.rtms_tls_feed(self.conn, exact(data), len(data)) == len(data)
+
+    def handshake(self) -> bool:
+        import ssl
+
+        for _ in range(6):
+            code = lib.rtms_tls_handshake(self.conn)
+            self.s_in.write(self.take_output())
+            if code not in (lib.RTMS_TLS_OK, lib.RTMS_TLS_WANT_READ):
+                ffi.string(lib.rtms_tls_conn_error(self.conn))
+                ffi.string(lib.rtms_tls_verify_message(self.conn))
+                return False
+            try:
+                self.server.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError:
+                return False
+            self.feed(self.s_out.read())
+            if code == lib.RTMS_TLS_OK and self.server.version() is not None:
+                ffi.string(lib.rtms_tls_version(self.conn))
+                return True
+        return False
+
+    def read_rest(self, rng: random.Random) -> tuple[bytes, bool]:
+        """rtms_tls_read into exact-size buffers of random sizes until it wants input;
+        the bytes, and whether the connection is still live."""
+        got = bytearray()
+        while True:
+            cap = rng.choice([1, 7, 100, 5000])
+            buf = ffi.new("uint8_t[]", cap)
+            n = lib.rtms_tls_read(self.conn, buf, cap)
+            if n <= 0:
+                return bytes(got), n == lib.RTMS_TLS_WANT_READ
+            got += ffi.buffer(buf, n)
+
+
+def tls(rng: random.Random) -> None:
+    if not lib.rtms_tls_available():
+        print("sanitizer driver: TLS unavailable in this build, skipped")
+        return
+    import contextlib
+    import ssl
+    import tempfile
+
+    import trustme
+
+    ca = trustme.CA()
+    servers = []
+    for maximum in (None, ssl.TLSVersion.TLSv1_2):
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("localhost", "127.0.0.1").configure_cert(sctx)
+        if maximum is not None:
+            sctx.maximum_version = maximum
+        servers.append(sctx)
+    err = ffi.new("char[]", lib.RTMS_TLS_ERR_CAP)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ca.pem"
+        ca.cert_pem.write_to_path(str(path))
+        ctx = lib.rtms_tls_ctx_new(str(path).encode(), 1, err, lib.RTMS_TLS_ERR_CAP)
+        assert ctx != ffi.NULL, ffi.string(err)
+        assert lib.rtms_tls_ctx_new(b"/nonexistent.pem", 1, err, 40) == ffi.NULL
+    ctx = ffi.gc(ctx, lib.rtms_tls_ctx_free)
+    # failures: a wrong name, an IP mismatch, garbage from the server
+    for host in (b"wrong.example", b"127.0.0.9"):
+        assert not TLSLink(ctx, servers[0], host).handshake()
+    junk = TLSLink(ctx, servers[1], b"localhost")
+    lib.rtms_tls_handshake(junk.conn)
+    junk.feed(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    assert lib.rtms_tls_handshake(junk.conn) == lib.RTMS_TLS_ERROR
+
+    def fresh() -> TLSLink:
+        link = TLSLink(ctx, rng.choice(servers), rng.choice([b"localhost", b"127.0.0.1"]))
+        assert link.handshake()
+        return link
+
+    links = [fresh() for _ in range(8)]
+    seen = dict.fromkeys(["more", "output", "closed", "error", "plaintext"], 0)
+    for _round in range(400):
+        inputs = []
+        for link in links:
+            for _ in range(0 if link.closing else rng.randrange(0, 4)):
+                msg = rng.randbytes(rng.choice([0, 1, 50, 500, 3000, 17000]))
+                if msg:
+                    link.server.write(msg)
+                    link.expected += msg
+            wire = link.held + link.s_out.read()
+            if wire and rng.random() < 0.02:  # corrupt a byte
+                k = rng.randrange(len(wire))
+                wire = wire[:k] + bytes([wire[k] ^ 0x10]) + wire[k + 1 :]
+                link.unpredictable = True
+            cut = rng.randrange(len(wire) + 1) if rng.random() < 0.4 else len(wire)
+            inputs.append(wire[:cut])
+            link.held = wire[cut:]
+        n = len(links)
+        keep = [exact(w) for w in inputs]
+        conns = ffi.new("rtms_tls_conn *[]", [link.conn for link in links])
+        ins = ffi.new("const uint8_t *[]", keep)
+        lens = ffi.new("size_t[]", [len(w) for w in inputs])
+        offs, outl = ffi.new("size_t[]", n), ffi.new("size_t[]", n)
+        status = ffi.new("int32_t[]", n)
+        cap = rng.choice([0, 1, 300, 4000, 70000])
+        out = ffi.new("uint8_t[]", cap) if cap else ffi.NULL
+        total = lib.rtms_tls_decrypt_batch(conns, ins, lens, n, out, cap, offs, outl, status)
+        assert 0 <= total <= cap
+        for i, link in enumerate(links):
+            st = status[i]
+            assert offs[i] + outl[i] <= total
+            got = bytes(ffi.buffer(out + offs[i], outl[i])) if outl[i] else b""
+            seen["more"] += bool(st & lib.RTMS_TLS_STATUS_MORE)
+            seen["output"] += bool(st & lib.RTMS_TLS_STATUS_OUTPUT_PENDING)
+            seen["closed"] += bool(st & lib.RTMS_TLS_STATUS_CLOSED)
+            seen["error"] += bool(st & lib.RTMS_TLS_STATUS_ERROR)
+            seen["plaintext"] += outl[i]
+            if st & lib.RTMS_TLS_STATUS_MORE:
+                rest, live = link.read_rest(rng)
+                got += rest
+                if not live:
+                    st &= ~lib.RTMS_TLS_STATUS_OK
+            if not link.unpredictable:
+                assert link.expected[: len(got)] == got
+                del link.expected[: len(got)]
+            if st & lib.RTMS_TLS_STATUS_OUTPUT_PENDING:
+                out_bytes = link.take_output()
+                try:
+                    link.s_in.write(out_bytes)
+                    link.server.read(1 << 16)
+                except ssl.SSLError:
+                    pass
+            roll = rng.random()
+            if st & lib.RTMS_TLS_STATUS_OK and roll < 0.05:  # the client talks back
+                data = rng.randbytes(rng.choice([1, 900, 20000]))
+                put = lib.rtms_tls_write(link.conn, exact(data), len(data))
+                assert put == len(data), (put, ffi.string(lib.rtms_tls_conn_error(link.conn)))
+                link.s_in.write(link.take_output())
+                with contextlib.suppress(ssl.SSLError):
+                    link.server.read(1 << 16)
+            elif st & lib.RTMS_TLS_STATUS_OK and roll < 0.08:
+                lib.rtms_tls_key_update(link.conn, rng.randrange(2))
+                link.s_in.write(link.take_output())
+            elif st & lib.RTMS_TLS_STATUS_OK and roll < 0.10:
+                link.closing = True
+                with contextlib.suppress(ssl.SSLError):
+                    link.server.unwrap()
+            elif st & lib.RTMS_TLS_STATUS_OK and roll < 0.11:
+                lib.rtms_tls_feed_eof(link.conn)
+            elif st & lib.RTMS_TLS_STATUS_OK and roll < 0.12:
+                k = int(lib.rtms_tls_input_pending(link.conn))
+                buf = ffi.new("uint8_t[]", max(k, 1))
+                assert lib.rtms_tls_take_input(link.conn, buf, k) == k
+                link.unpredictable = True
+            if not st & lib.RTMS_TLS_STATUS_OK:
+                ffi.string(lib.rtms_tls_conn_error(link.conn))
+                lib.rtms_tls_shutdown(link.conn)
+                link.take_output()
+                links[i] = fresh()
+    # a ctx freed before its conns
+    err = ffi.new("char[]", lib.RTMS_TLS_ERR_CAP)
+    raw = lib.rtms_tls_ctx_new(ffi.NULL, 0, err, lib.RTMS_TLS_ERR_CAP)
+    conn = lib.rtms_tls_conn_new(raw, ffi.NULL, err, lib.RTMS_TLS_ERR_CAP)
+    lib.rtms_tls_ctx_free(raw)
+    lib.rtms_tls_handshake(conn)
+    lib.rtms_tls_conn_free(conn)
+    print(f"sanitizer driver: TLS ok {seen}")
+
+
 def main() -> None:
     rng = random.Random(20261124)
     seeds = [p.read_bytes() for p in sorted(Path(corpus_dir).glob("*.bin"))]
@@ -188,6 +382,7 @@ def main() -> None:
             parsers(data[2:], rng)
         streams = [data] + [mutate(rng.choice(seeds), rng) for _ in range(rng.randrange(0, 3))]
         ingest(streams, rng, pool)
+    tls(random.Random(20261203))
     print("sanitizer driver: ok")
 
 
