@@ -40,6 +40,7 @@ from rtms_fast.ring import MemoryBudget
 from rtms_fast.session import Session, SessionPhase, SessionSpec, keepalive_check_period_s
 from rtms_fast.settings import EngineSettings
 from rtms_fast.stats import EngineStats, MediaCounters, SessionStats
+from rtms_fast.tls import NativeTLSContext, native_tls_available
 
 __all__ = ["Engine", "EngineClosedError", "StartResult"]
 
@@ -80,6 +81,11 @@ class Engine:
         self.settings = settings or EngineSettings()
         self._client_id = client_id
         self._client_secret = client_secret
+        # Media TLS in the native module unless the caller brings its own ssl context
+        self.native_tls: NativeTLSContext | None = None
+        if (ssl_context is None and self.settings.tls_backend == "native"
+                and native_tls_available()):
+            self.native_tls = NativeTLSContext(self.settings.ca_file)
         if ssl_context is None and self.settings.ca_file is not None:
             ssl_context = ssl.create_default_context(cafile=self.settings.ca_file)
         self._ssl_context = ssl_context
@@ -181,7 +187,7 @@ class Engine:
         try:
             session = Session(spec, self.settings, pump=self.pump, budget=self.budget,
                               engine_events=self.events, ssl_context=self._ssl_context,
-                              external_watchdog=True)
+                              native_tls=self.native_tls, external_watchdog=True)
         except ValueError as exc:  # e.g. neither a signature nor client credentials
             self.sessions_refused += 1
             self.events.publish(SessionRefused(rtms_stream_id=stream_id,

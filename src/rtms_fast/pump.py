@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import os
 import select
 import socket
 import ssl
@@ -53,7 +54,6 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
-    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -62,7 +62,8 @@ from wsproto.events import (
 
 from rtms_fast.ingest import IngestBatch, IngestConnection, IngestRecord, RecordKind
 from rtms_fast.native import ffi, lib
-from rtms_fast.wire import FrameError, Opcode, parse_frame_header
+from rtms_fast.tls import NativeTLSContext, NativeTLSObject
+from rtms_fast.wire import FrameError, Opcode, encode_frame, parse_frame_header
 
 __all__ = [
     "MediaPump",
@@ -216,9 +217,9 @@ class MediaSocket:
         self,
         sock: socket.socket,
         url: str,
-        ssl_object: ssl.SSLObject | None,
-        incoming: ssl.MemoryBIO | None,
-        outgoing: ssl.MemoryBIO | None,
+        ssl_object: ssl.SSLObject | NativeTLSObject | None,
+        incoming: Any,
+        outgoing: Any,
         max_message_bytes: int,
     ) -> None:
         self.sock = sock
@@ -275,14 +276,17 @@ class MediaSocket:
         max_message_bytes: int = 16 * 1024 * 1024,
         subprotocols: tuple[str, ...] = (),
         proxy: str | None = None,
+        native_tls: NativeTLSContext | None = None,
     ) -> MediaSocket:
         """TCP connect (through an HTTP CONNECT ``proxy`` if given), TLS handshake (wss),
-        WebSocket upgrade; all within ``timeout_s``."""
+        WebSocket upgrade; all within ``timeout_s``. With ``native_tls`` (wss) TLS runs in
+        the native module (the pump then decrypts every such socket in one call per
+        sweep) and ``ssl_context`` is not used."""
         tls, host, port, target = _split_url(url)
         with trio.move_on_after(timeout_s) as scope:
             return await cls._connect(
                 url, tls, host, port, target, ssl_context, max_message_bytes, subprotocols,
-                proxy,
+                proxy, native_tls,
             )
         assert scope.cancelled_caught
         raise MediaSocketError(f"connecting to {url} timed out after {timeout_s} s")
@@ -299,12 +303,18 @@ class MediaSocket:
         max_message_bytes: int,
         subprotocols: tuple[str, ...],
         proxy: str | None,
+        native_tls: NativeTLSContext | None = None,
     ) -> MediaSocket:
         sock = await open_tcp_socket(host, port, proxy)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            ssl_object = incoming = outgoing = None
-            if tls:
+            ssl_object: ssl.SSLObject | NativeTLSObject | None = None
+            incoming: Any = None
+            outgoing: Any = None
+            if tls and native_tls is not None:
+                ssl_object = native_tls.wrap(host)
+                incoming, outgoing = ssl_object.incoming, ssl_object.outgoing
+            elif tls:
                 context = ssl_context or ssl.create_default_context()
                 incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
                 ssl_object = context.wrap_bio(incoming, outgoing, server_hostname=host)
@@ -383,6 +393,8 @@ class MediaSocket:
             try:
                 sent = self.sock.send(self._pending_out)
             except (BlockingIOError, InterruptedError):
+                if self._pump is not None:  # the pump's next sweep tries again
+                    self._pump._attention.add(self)
                 return False
             except OSError:
                 self._pending_out.clear()
@@ -581,7 +593,7 @@ class MediaSocket:
         """A control frame from the server: answer pings, complete the close handshake."""
         if opcode == Opcode.PING:
             if self._ws.state is ConnectionState.OPEN:
-                self._write(self._ws.send(Pong(payload=payload)))
+                self._write(encode_frame(Opcode.PONG, payload[:125], mask_key=os.urandom(4)))
         elif opcode == Opcode.CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             reason = payload[2:].decode("utf-8", "replace")
@@ -623,8 +635,10 @@ class MediaSocket:
         """Frame (masked, as a client must) and send without blocking."""
         if self.closed or self._ws.state is not ConnectionState.OPEN:
             return
-        event = BytesMessage(data=data) if binary else TextMessage(data=data.decode())
-        self._write(self._ws.send(event))
+        # Framed natively: data frames do not change wsproto's state, and its framing
+        # (masking byte by byte in Python) cost more than the rest of a keep-alive answer.
+        self._write(encode_frame(Opcode.BINARY if binary else Opcode.TEXT, data,
+                                 mask_key=os.urandom(4)))
 
     def start_close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (if still open); the peer's answer ends the connection."""
@@ -678,7 +692,8 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 
 
 class PumpStatistics:
-    __slots__ = ("bytes", "idle_skipped", "messages", "sockets", "sweep_seconds", "sweeps")
+    __slots__ = ("bytes", "idle_skipped", "messages", "native_tls_reads", "sockets",
+                 "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
         self.idle_skipped = 0  # socket visits saved by the readiness set
@@ -687,6 +702,7 @@ class PumpStatistics:
         self.messages = 0
         self.sockets = 0
         self.sweep_seconds = 0.0
+        self.native_tls_reads = 0  # socket reads decrypted by rtms_tls_decrypt_batch
 
 
 class MediaPump:
@@ -763,6 +779,17 @@ class MediaPump:
         # 1 where the owner asked (through ``audio_doorbell``) to hear about the next audio:
         # owners without waiting readers cost no Python call per message.
         self._wake_by_fd = np.zeros(64, np.uint8)
+        # ``rtms_tls_conn *`` of sockets whose TLS runs natively (0: plain or ssl.SSLObject)
+        self._tls_by_fd = np.zeros(64, np.uint64)
+        self._tls_conns = np.zeros(slots, np.uint64)
+        self._tls_out_offsets = np.zeros(slots, np.uint64)
+        self._tls_out_lens = np.zeros(slots, np.uint64)
+        self._tls_status = np.zeros(slots, np.int32)
+        self._p_tls_conns = ffi.cast("rtms_tls_conn **", self._tls_conns.ctypes.data)
+        self._p_tls_out_offsets = ffi.cast("size_t *", self._tls_out_offsets.ctypes.data)
+        self._p_tls_out_lens = ffi.cast("size_t *", self._tls_out_lens.ctypes.data)
+        self._p_tls_status = ffi.cast("int32_t *", self._tls_status.ctypes.data)
+        self._p_plain = ffi.cast("uint8_t *", self._plain_address)
         self._audio_targets: dict[
             int, tuple[Callable[[MediaSocket], None], MediaSocket]] = {}
 
@@ -802,7 +829,8 @@ class MediaPump:
     def _track_fd(self, media_socket: MediaSocket, owner: MediaSocketOwner, fd: int) -> None:
         if fd >= len(self._kind_by_fd):
             size = max(fd + 1, 2 * len(self._kind_by_fd))
-            for name in ("_kind_by_fd", "_conn_by_fd", "_activity_by_fd", "_wake_by_fd"):
+            for name in ("_kind_by_fd", "_conn_by_fd", "_activity_by_fd", "_wake_by_fd",
+                         "_tls_by_fd"):
                 old = getattr(self, name)
                 grown = np.zeros(size, old.dtype)
                 grown[: len(old)] = old
@@ -815,6 +843,9 @@ class MediaPump:
         )
         self._activity_by_fd[fd] = media_socket._last_activity_s
         self._wake_by_fd[fd] = 1  # the first audio is always announced
+        tls = media_socket._ssl
+        self._tls_by_fd[fd] = (int(ffi.cast("uintptr_t", tls.native_handle))
+                               if isinstance(tls, NativeTLSObject) else 0)
         media_socket._pump = self
         media_socket._pump_fd = fd
         self._audio_targets[fd] = (owner.on_audio_ingested, media_socket)
@@ -823,6 +854,7 @@ class MediaPump:
         if fd < len(self._kind_by_fd):
             self._kind_by_fd[fd] = _KIND_PYTHON
             self._conn_by_fd[fd] = 0
+            self._tls_by_fd[fd] = 0
         self._audio_targets.pop(fd, None)
 
     def audio_doorbell(self, media_socket: MediaSocket) -> Callable[[], None]:
@@ -880,9 +912,6 @@ class MediaPump:
                 owner = sockets.get(ready)
                 if owner is not None:
                     due[ready] = owner
-        for media_socket, owner in sockets.items():  # ~40 ns per socket
-            if media_socket._pending_out:
-                due[media_socket] = owner
         self.stats.idle_skipped += len(sockets) - len(due)
         return list(due.items())
 
@@ -955,9 +984,7 @@ class MediaPump:
                     owner = sockets.get(known)
                     if owner is not None:
                         slow[known] = owner
-        for media_socket, owner in sockets.items():  # ~40 ns per socket
-            if media_socket._pending_out:
-                slow[media_socket] = owner
+        # (sockets with output the kernel did not take are in _attention: see flush)
         for media_socket in slow:
             if media_socket._pump is self and media_socket._pump_fd >= 0:
                 kind_by_fd[media_socket._pump_fd] = _KIND_PYTHON
@@ -1012,9 +1039,14 @@ class MediaPump:
             self._bufs[:inputs] = self._offsets[got] + np.uint64(self._arena_address)
             self._in_lens[:inputs] = self._lens[got]
             tls_inputs = np.flatnonzero(self._kind_by_fd[got_fds] == _KIND_TLS)
+            ended: list[MediaSocket] = []
             if len(tls_inputs):
-                self._decrypt_inputs(got_fds, tls_inputs, touched)
+                self._decrypt_inputs(got_fds, tls_inputs, touched, ended)
             delivered = self._ingest_arena(got_fds, touched)
+            for media_socket in ended:  # after its last plaintext (a close frame, maybe)
+                media_socket._mark_closed(_CLOSE_ABNORMAL,
+                                          "connection lost without a close frame")
+                touched.setdefault(media_socket, [])
         for media_socket, messages in touched.items():
             owner = self._sockets.get(media_socket)
             if owner is None:
@@ -1025,11 +1057,59 @@ class MediaPump:
 
     def _decrypt_inputs(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                         tls_inputs: np.ndarray[Any, np.dtype[np.intp]],
-                        touched: dict[MediaSocket, list[bytes]]) -> None:
-        """Feed each TLS input's ciphertext (in the arena) to its TLS object and point the
-        input at the plaintext instead (in ``_plain``). A read that finds no complete record
-        costs as much as a real one (it raises), so only read while bytes are pending.
-        Plain Python ints in the loop: numpy scalar access costs more than the cipher."""
+                        touched: dict[MediaSocket, list[bytes]],
+                        ended: list[MediaSocket]) -> None:
+        """Decrypt each TLS input's ciphertext (in the arena) into ``_plain`` and point the
+        input at its plaintext: natively TLS'd sockets in ONE call, ``ssl.SSLObject`` ones
+        one by one. Sockets whose TLS stream ended go to ``ended`` (closed after ingest)."""
+        native = self._tls_by_fd[fds[tls_inputs]] != 0
+        pos = 0
+        if not native.all():
+            pos = self._decrypt_python(fds, tls_inputs[~native], ended)
+        if native.any():
+            self._decrypt_native(fds, tls_inputs[native], ended, pos)
+
+    def _decrypt_native(self, fds: np.ndarray[Any, np.dtype[np.int32]],
+                        inputs: np.ndarray[Any, np.dtype[np.intp]],
+                        ended: list[MediaSocket], pos: int) -> None:
+        """``rtms_tls_decrypt_batch`` over every native TLS input (GIL released); Python
+        runs only for sockets with something other than plaintext: TLS output to send,
+        a full arena (the rest is read on the per-socket path), or the end."""
+        count = len(inputs)
+        self.stats.native_tls_reads += count
+        input_fds = fds[inputs]
+        self._tls_conns[:count] = self._tls_by_fd[input_fds]
+        # the ciphertext pointers and lengths are the inputs' own (the arena), in order
+        cipher = self._bufs[inputs]
+        cipher_lens = self._in_lens[inputs]
+        lib.rtms_tls_decrypt_batch(
+            self._p_tls_conns, ffi.cast("const uint8_t **", cipher.ctypes.data),
+            ffi.cast("size_t *", cipher_lens.ctypes.data), count, self._p_plain + pos,
+            _ARENA_BYTES - pos, self._p_tls_out_offsets, self._p_tls_out_lens,
+            self._p_tls_status)
+        self._bufs[inputs] = self._tls_out_offsets[:count] + np.uint64(
+            self._plain_address + pos)
+        self._in_lens[inputs] = self._tls_out_lens[:count]
+        status = self._tls_status[:count]
+        by_fd = self._by_fd
+        for i in np.flatnonzero(status != lib.RTMS_TLS_STATUS_OK).tolist():
+            media_socket = by_fd[int(input_fds[i])]
+            bits = int(status[i])
+            if bits & lib.RTMS_TLS_STATUS_OUTPUT_PENDING:  # key updates, alerts
+                media_socket._move_tls_out()
+                media_socket.flush()
+            if bits & lib.RTMS_TLS_STATUS_MORE:
+                self._attention.add(media_socket)
+            if bits & (lib.RTMS_TLS_STATUS_CLOSED | lib.RTMS_TLS_STATUS_ERROR):
+                ended.append(media_socket)
+
+    def _decrypt_python(self, fds: np.ndarray[Any, np.dtype[np.int32]],
+                        tls_inputs: np.ndarray[Any, np.dtype[np.intp]],
+                        ended: list[MediaSocket]) -> int:
+        """The ``ssl.SSLObject`` inputs, one Python step each; returns the plaintext
+        bytes written to ``_plain``. A read that finds no complete record costs as much
+        as a real one (it raises), so only read while bytes are pending. Plain Python
+        ints in the loop: numpy scalar access costs more than the cipher."""
         arena_view, plain_view = self._arena_view, self._plain_view
         by_fd = self._by_fd
         starts = (self._bufs[tls_inputs] - np.uint64(self._arena_address)).tolist()
@@ -1060,13 +1140,12 @@ class MediaPump:
                 media_socket._move_tls_out()
                 media_socket.flush()
             if eof:
-                media_socket._mark_closed(_CLOSE_ABNORMAL,
-                                          "connection lost without a close frame")
-                touched.setdefault(media_socket, [])
+                ended.append(media_socket)
         ends = np.array([*firsts[1:], pos], np.uint64)
         begins = np.array(firsts, np.uint64)
         self._bufs[tls_inputs] = begins + np.uint64(self._plain_address)
         self._in_lens[tls_inputs] = ends - begins
+        return pos
 
     def _ingest_arena(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                       touched: dict[MediaSocket, list[bytes]]) -> int:

@@ -148,6 +148,7 @@ from rtms_fast.ring import (
 )
 from rtms_fast.settings import EngineSettings
 from rtms_fast.stats import DropReason, MediaCounters, RingStats, SessionCounters, SessionStats
+from rtms_fast.tls import NativeTLSContext
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio brings the backport there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
@@ -398,6 +399,7 @@ class Session:
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
         external_watchdog: bool = False,
+        native_tls: NativeTLSContext | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -406,6 +408,7 @@ class Session:
         self._budget = budget
         self._engine_events = engine_events
         self._ssl_context = ssl_context
+        self._native_tls = native_tls  # media TLS in the native module (wss)
         self._rng = rng or _SHARED_RNG
         self.events = EventBroadcaster(settings.event_queue_size, settings.event_overflow)
         self.counters = SessionCounters()
@@ -843,7 +846,7 @@ class Session:
         s = self.settings
         sock = await MediaSocket.connect(
             slot.url, ssl_context=self._ssl_for(slot.url), timeout_s=s.handshake_timeout_s,
-            max_message_bytes=s.max_message_bytes, proxy=s.proxy)
+            max_message_bytes=s.max_message_bytes, proxy=s.proxy, native_tls=self._native_tls)
         try:
             # The handshake rules live in the machine; the data phase after it is the pump's.
             machine = ClientMediaConnection(

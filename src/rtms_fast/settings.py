@@ -37,6 +37,7 @@ OutputDtypeName = Literal["int16", "float32"]
 MediaModeName = Literal["split", "unified"]
 AudioDataOptName = Literal["multi", "mixed"]
 AudioContentTypeName = Literal["raw", "rtp"]
+TlsBackendName = Literal["native", "python"]
 
 _ENV_PREFIX = "RTMS_FAST_"
 _SUPPORTED_SAMPLE_RATES_HZ = (8000, 16000, 32000, 48000)
@@ -141,6 +142,12 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     ca_file: str | None = None
     #: HTTP CONNECT proxy for outgoing sockets, ``http://host:port`` (``None``: direct).
     proxy: str | None = None
+    #: Who runs TLS on wss:// media sockets: ``native`` (OpenSSL in the native module; the
+    #: pump decrypts every socket of a sweep in one call without the GIL) or ``python``
+    #: (``ssl.SSLObject`` per socket). ``native`` falls back to ``python`` when the module
+    #: was built without OpenSSL or the Engine is given its own ``ssl_context``. Signaling
+    #: always uses Python's ``ssl`` (trio-websocket).
+    tls_backend: TlsBackendName = "native"
 
     # ---- what to ask the server for ------------------------------------------------------
     #: Media types requested: any of audio, video, deskshare, transcript, chat.
@@ -423,6 +430,7 @@ def _validate(s: EngineSettings) -> None:
         ("media_mode", get_args(MediaModeName)),
         ("audio_data_opt", get_args(AudioDataOptName)),
         ("audio_content_type", get_args(AudioContentTypeName)),
+        ("tls_backend", get_args(TlsBackendName)),
     ):
         value = getattr(s, knob)
         _require(value in allowed, knob, f"must be one of {allowed}, got {value!r}")

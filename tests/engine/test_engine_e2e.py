@@ -30,6 +30,7 @@ from rtms_fast.sim import (
     run_simulator,
     transcript_text,
 )
+from rtms_fast.tls import native_tls_available
 
 FAST = {
     "handshake_timeout_s": 2.0,
@@ -132,19 +133,27 @@ async def test_audio_is_bit_exact_per_participant_and_events_in_order(
         assert {e.participant for e in started} == set(keys)
 
 
-async def test_g711_over_wss_unified_mode() -> None:
+@pytest.mark.parametrize("tls_backend", ["native", "python"])
+async def test_g711_over_wss_unified_mode(tls_backend: str) -> None:
     cfg = SimConfig(sessions=1, participants=1, duration_s=0.4, tls=True, mode="unified",
                     keepalive_interval_s=0.2, seed=3)
     async with run_simulator(cfg) as sim:
         settings = EngineSettings(media_types=("audio",), media_mode="unified",
                                   audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
-                                  audio_content_type="rtp", ca_file=sim.ca_file, **FAST)
+                                  audio_content_type="rtp", ca_file=sim.ca_file,
+                                  tls_backend=tls_backend, **FAST)  # type: ignore[arg-type]
         async with Engine(settings) as engine:
+            assert (engine.native_tls is not None) == (
+                tls_backend == "native" and native_tls_available())
             engine.start_session(_spec(sim))
             session = engine.sessions()[0]
             with trio.fail_after(10):
                 await engine.wait_idle()
+        assert engine.pump is not None
+        native_reads = engine.pump.stats.native_tls_reads
     assert session.outcome is not None and session.outcome.outcome == "ended"
+    assert session.stats().keepalives_answered > 0
+    assert (native_reads > 0) == (engine.native_tls is not None)
     got = session.ring(str(participant_id(0))).read_copy()
     assert len(got) == 8000 * 4 // 10
     np.testing.assert_array_equal(got, _expected_pcm(3, 0, 0, 2, len(got)))

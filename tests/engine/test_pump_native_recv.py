@@ -5,6 +5,7 @@ its ring, messages and control frames to the owner, partial frames kept, ends re
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
 import socket
@@ -307,3 +308,53 @@ async def test_audio_is_announced_only_when_a_reader_asks(
     assert owner.audio_notices == 2
     await send_and_ingest(4)
     assert owner.audio_notices == 2  # the doorbell is spent until a reader asks again
+
+
+async def test_output_the_kernel_did_not_take_is_sent_by_later_sweeps(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """A socket whose send buffer is full keeps its output and asks the pump to come back
+    (no per-sweep scan of every socket for queued output): once the peer reads, the
+    following sweeps deliver every byte, in order."""
+    server, client = tcp_pairs[0]
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    pump = MediaPump(20)
+    media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
+    media._ws = _open_client()
+    media.start_data_phase(IngestConnection(g711_config_for_tests()))
+    pump.register(media, _Owner())
+    pump.sweep()
+    payload = bytes(range(256)) * 64  # 16 KiB per message
+    for _ in range(32):
+        media.send_message(payload, binary=True)
+    assert media._pending_out  # the kernel took only part of it
+    assert media in pump._attention
+    expected_total = len(payload) * 32
+    got = bytearray()
+    server.setblocking(False)
+    with trio.fail_after(10):
+        while True:
+            with contextlib.suppress(BlockingIOError):
+                got += server.recv(1 << 20)
+            pump.sweep()
+            if not media._pending_out and media not in pump._attention:
+                with contextlib.suppress(BlockingIOError):
+                    got += server.recv(1 << 20)
+                if len(got) >= expected_total + 32 * 8:
+                    break
+            await trio.sleep(0.002)
+    # 32 masked binary frames (8-byte headers: 16-bit length + mask), payloads unmasked
+    frames = []
+    pos = 0
+    while pos < len(got):
+        assert got[pos] == 0x82 and got[pos + 1] == 0x80 | 126
+        length = struct.unpack("!H", got[pos + 2 : pos + 4])[0]
+        mask = np.frombuffer(bytes(got[pos + 4 : pos + 8]) * (length // 4 + 1), np.uint8)
+        body = np.frombuffer(bytes(got[pos + 8 : pos + 8 + length]), np.uint8) ^ mask[:length]
+        frames.append(body.tobytes())
+        pos += 8 + length
+    assert frames == [payload] * 32
+
+
+def g711_config_for_tests() -> IngestConfig:
+    return IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
