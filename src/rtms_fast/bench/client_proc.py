@@ -139,6 +139,7 @@ def run_engine(args: argparse.Namespace) -> dict[str, Any]:
         _joins(args.payloads), client_id=args.client_id, client_secret=args.client_secret,
         codec=args.codec, send_rate_ms=args.send_rate, ca_file=args.ca_file,
         sweep_interval_ms=args.sweep_ms, deadline_s=args.deadline_s,
+        tls_backend=args.tls_backend,
     )
 
 
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send-rate", type=int, default=20)
     parser.add_argument("--ca-file", default=None)
     parser.add_argument("--sweep-ms", type=float, default=20.0)
+    parser.add_argument("--tls-backend", choices=["native", "python"], default="native")
     parser.add_argument("--deadline-s", type=float, default=120.0)
     args = parser.parse_args(argv)
     runner = {"naive": run_naive, "engine": run_engine, "sdk": run_sdk}[args.kind]

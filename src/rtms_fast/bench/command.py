@@ -30,6 +30,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--participants", type=int, default=1)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--sweep-ms", type=float, default=20.0)
+    p.add_argument("--tls-backend", choices=["native", "python"], default="native",
+                   help="load/compare with --tls: who runs the engine's media TLS")
     p.add_argument("--clients", default="engine,sdk,naive",
                    help="compare: which clients, comma-separated")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
@@ -95,7 +97,7 @@ def _load_like(args: argparse.Namespace, clients: list[str]) -> int:
         for client in clients:
             result = run_load(client, sessions=sessions, duration_s=args.duration,
                               codec=args.codec, participants=args.participants, tls=args.tls,
-                              sweep_ms=args.sweep_ms)
+                              sweep_ms=args.sweep_ms, tls_backend=args.tls_backend)
             results.append(result)
             if not args.json:
                 print(f"  {client:>7} x {sessions:<5} {result.us_per_msg:8.2f} us/msg "

@@ -43,6 +43,7 @@ def run_engine_load(
     deadline_s: float,
     latency_every_s: float = 0.25,
     drain_interval_ms: float = 100.0,
+    tls_backend: str = "native",
 ) -> dict[str, Any]:
     pref, rate, content_type = _CODECS[codec]
     samples_per_message = rate * send_rate_ms // 1000
@@ -51,6 +52,7 @@ def run_engine_load(
         audio_content_type=content_type, audio_send_rate_ms=send_rate_ms,  # type: ignore[arg-type]
         sweep_interval_ms=int(sweep_interval_ms), ca_file=ca_file,
         max_sessions=len(payloads) + 16, ring_capacity_ms=2000,
+        tls_backend=tls_backend,  # type: ignore[arg-type]
     )
     messages = [0]
     latencies: list[float] = []

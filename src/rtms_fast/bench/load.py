@@ -51,6 +51,13 @@ class LoadResult:
     sim_cpu_s: float
     sim_misses: int
     latency_samples_ms: list[float] = field(default_factory=list, repr=False)
+    #: Who ran media TLS in the client (engine: "native" or "python"; "" without TLS).
+    tls_backend: str = ""
+
+    @property
+    def tls_label(self) -> str:
+        """``no`` without TLS, else the TLS backend (or ``yes`` when it has none)."""
+        return (self.tls_backend or "yes") if self.tls else "no"
 
     def as_dict(self) -> dict[str, Any]:
         """Every figure except the raw latency samples."""
@@ -100,10 +107,12 @@ def _sim_counters(tmp: Path) -> dict[str, Any]:
 
 
 def _client_cmd(kind: str, payloads: Path, out: Path, codec: str, send_rate_ms: int,
-                ca_file: str | None, sweep_ms: float, deadline_s: float) -> list[str]:
+                ca_file: str | None, sweep_ms: float, deadline_s: float,
+                tls_backend: str = "native") -> list[str]:
     cmd = [sys.executable, "-m", "rtms_fast.bench.client_proc", kind, "--payloads",
            str(payloads), "--out", str(out), "--codec", codec, "--send-rate", str(send_rate_ms),
-           "--sweep-ms", str(sweep_ms), "--deadline-s", str(deadline_s)]
+           "--sweep-ms", str(sweep_ms), "--deadline-s", str(deadline_s),
+           "--tls-backend", tls_backend]
     if ca_file:
         cmd += ["--ca-file", ca_file]
     return cmd
@@ -111,7 +120,8 @@ def _client_cmd(kind: str, payloads: Path, out: Path, codec: str, send_rate_ms: 
 
 def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10.0,
              codec: str = "pcma", participants: int = 1, tls: bool = False,
-             send_rate_ms: int = 20, sweep_ms: float = 20.0, seed: int = 1) -> LoadResult:
+             send_rate_ms: int = 20, sweep_ms: float = 20.0, seed: int = 1,
+             tls_backend: str = "native") -> LoadResult:
     if client not in CLIENT_KINDS:
         raise ValueError(f"client must be one of {CLIENT_KINDS}, not {client!r}")
     with tempfile.TemporaryDirectory(prefix="rtms-load-") as tmp_name:
@@ -130,7 +140,8 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
                 payloads.write_text("".join(lines), encoding="utf-8")
                 out = tmp / "client.json"
                 subprocess.run(_client_cmd(client, payloads, out, codec, send_rate_ms, ca_file,
-                                           sweep_ms, deadline), check=True, cwd=tmp,
+                                           sweep_ms, deadline, tls_backend), check=True,
+                                           cwd=tmp,
                                timeout=deadline + 30)
                 results = [json.loads(out.read_text(encoding="utf-8"))]
             sim_cpu1 = cpu_seconds(sim.pid)
@@ -162,6 +173,7 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         latency_p50_ms=_percentile(latencies, 0.50), latency_p99_ms=_percentile(latencies, 0.99),
         sim_cpu_s=sim_cpu1 - sim_cpu0, sim_misses=int(counters.get("audio_misses", 0)),
         latency_samples_ms=latencies,
+        tls_backend=tls_backend if tls and client == "engine" else "",
     )
 
 

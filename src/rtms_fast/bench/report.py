@@ -19,7 +19,7 @@ LOAD_COLUMNS = (
     ("client", "client", "{}"),
     ("sessions", "sessions", "{}"),
     ("codec", "codec", "{}"),
-    ("tls", "tls", "{}"),
+    ("tls_label", "tls", "{}"),
     ("sweep_ms", "sweep ms", "{:g}"),
     ("messages_sent", "sent", "{}"),
     ("messages_received", "received", "{}"),
