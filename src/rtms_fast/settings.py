@@ -88,8 +88,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: session state (at 1,000 sessions a full pass took ~140 ms and ~5 % of a core).
     #: Process-wide; 0 leaves the collector alone. See ``rtms_fast.gc_policy``.
     gc_freeze_interval_s: float = 2.0
-    #: Unfreeze and run a full collection this often, in seconds, if sessions ended since the
-    #: last one (their cyclic garbage may be frozen). The pause is in ``stats()``.
+    #: Unfreeze and run a full collection this often, in seconds (sooner after 100 sessions
+    #: ended): reclaims cyclic garbage that was frozen. The pause is in ``stats()``.
     gc_full_collect_interval_s: float = 300.0
 
     # ---- admission and limits ----------------------------------------------------------

@@ -32,26 +32,41 @@ async def test_freezes_every_interval_and_restores_the_collector(
     assert stats.full_collections == 1  # the closing pass
 
 
-async def test_frozen_cyclic_garbage_is_reclaimed_after_sessions_end(
+async def test_frozen_cyclic_garbage_is_reclaimed_by_the_periodic_full_pass(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     stats = GcPolicyStats()
-    ended = [0]
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_gc_policy, 1.0, 10.0, lambda: ended[0], stats)
+        nursery.start_soon(run_gc_policy, 1.0, 10.0, lambda: 0, stats)
         cycle = _Cycle()
         alive = weakref.ref(cycle)
         await trio.sleep(1.5)  # frozen while still referenced
         del cycle
         gc.collect()  # a normal pass cannot see frozen objects
         assert alive() is not None
-        await trio.sleep(20)  # the full interval passes, but no session ended: kept
+        await trio.sleep(5)
         assert alive() is not None and stats.full_collections == 0
-        ended[0] = 1
-        await trio.sleep(10)
+        await trio.sleep(5)  # the full interval has passed
         assert alive() is None
         assert stats.full_collections == 1 and stats.collected >= 1
         assert stats.longest_full_collection_s > 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_many_ended_sessions_bring_the_full_pass_forward(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stats = GcPolicyStats()
+    ended = [0]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_gc_policy, 1.0, 300.0, lambda: ended[0], stats)
+        await trio.sleep(2.5)
+        ended[0] = 99
+        await trio.sleep(2)
+        assert stats.full_collections == 0
+        ended[0] = 100
+        await trio.sleep(1)
+        assert stats.full_collections == 1
         nursery.cancel_scope.cancel()
 
 
