@@ -1225,11 +1225,21 @@ class Session:
             for slot in self._slots:
                 sock = slot.socket
                 if sock is not None and not sock.closed:
-                    if self._pump is not None:
-                        self._pump.unregister(sock)
-                    nursery.start_soon(sock.aclose, 1000, timeout)
+                    nursery.start_soon(self._close_media, slot, sock, timeout)
             with trio.move_on_after(timeout):
                 await ws.aclose(code=1000)
+
+    async def _close_media(self, slot: _MediaSlot, sock: MediaSocket, timeout_s: float) -> None:
+        """Send close 1000 and keep the socket with its reader (the pump, or its task) until
+        the server's close frame: media the server sent before it is still ingested (a
+        server behind its schedule may have a lot in flight). Bounded by ``timeout_s``."""
+        sock.start_close(1000)
+        sock.flush()
+        with trio.move_on_after(timeout_s):
+            await slot.closed_event.wait()
+        if self._pump is not None:
+            self._pump.unregister(sock)
+        sock.abort()
 
     async def _teardown(self) -> None:
         for slot in self._slots:

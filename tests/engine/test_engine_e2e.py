@@ -378,3 +378,35 @@ async def test_a_stream_where_nobody_talks_stays_up_and_ends_cleanly() -> None:
     assert all(not f.participants for f in finals)
     assert all(f.keepalives_answered > 0 for f in finals)
     assert sim.counters.audio_frames_sent == 0
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+async def test_media_in_flight_at_the_stream_end_is_still_ingested(
+    tls: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An engine behind the server (here: a receive arena of 3000 bytes a sweep) still has
+    media in flight when the stream ends: closing waits for the server's close frame with
+    the socket still read, so every frame sent before it lands in the rings."""
+    import rtms_fast.pump as pump_module
+
+    monkeypatch.setattr(pump_module, "_ARENA_BYTES", 3000)
+    monkeypatch.setattr(pump_module, "_ARENA_MAX_PER_SOCKET", 3000)
+    sessions = 20
+    cfg = SimConfig(sessions=sessions, participants=1, duration_s=1.0, tls=tls,
+                    keepalive_interval_s=0.2, seed=3)
+    async with run_simulator(cfg) as sim:
+        settings = EngineSettings(media_types=("audio",), audio_codec_preferences=("g711",),
+                                  audio_sample_rate_hz=8000, audio_content_type="rtp",
+                                  ca_file=sim.ca_file if tls else None,
+                                  **{**FAST, "close_timeout_s": 3.0})  # type: ignore[arg-type]
+        async with Engine(settings) as engine:
+            for index in range(sessions):
+                engine.start_session(_spec(sim, index))
+            started = engine.sessions()
+            with trio.fail_after(20):
+                await engine.wait_idle()
+    assert engine.outcomes() == {"ended": sessions}
+    for index, session in enumerate(started):
+        got = session.ring(str(participant_id(0))).read_copy()
+        assert len(got) == 8000, index
+        np.testing.assert_array_equal(got, _expected_pcm(3, index, 0, 2, len(got)))
