@@ -240,6 +240,7 @@ class MediaSocket:
         self.close_reason = ""
         self.bytes_received = 0
         self.messages_received = 0
+        self.messages_discarded_on_close = 0  # see aclose
         self.owner: MediaSocketOwner | None = None
         self._close_reported = False
         self._early: list[bytes] = []
@@ -646,7 +647,9 @@ class MediaSocket:
             self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
 
     async def aclose(self, code: int = 1000, timeout_s: float = 2.0) -> None:
-        """Close handshake (bounded by ``timeout_s``), then close the socket."""
+        """Close handshake (bounded by ``timeout_s``), then close the socket, on its own:
+        messages that arrive before the server's close frame are discarded and counted in
+        ``messages_discarded_on_close`` (a session closes through its reader instead)."""
         try:
             if not self.closed:
                 self.start_close(code)
@@ -655,11 +658,11 @@ class MediaSocket:
                     while not self.closed:
                         await trio.lowlevel.wait_readable(self.sock)
                         if self.ingest is None:
-                            self.read_available()
+                            self.messages_discarded_on_close += len(self.read_available())
                         else:
                             self.read_raw()
                             while not self.closed and self._next_buffered_message():
-                                pass
+                                self.messages_discarded_on_close += 1
         finally:
             self.abort()
 

@@ -358,3 +358,20 @@ async def test_output_the_kernel_did_not_take_is_sent_by_later_sweeps(
 
 def g711_config_for_tests() -> IngestConfig:
     return IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
+
+
+async def test_aclose_on_its_own_counts_what_it_discards(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """``MediaSocket.aclose`` without a reader: messages before the server's close frame
+    are discarded, and counted, never dropped silently."""
+    server, client = tcp_pairs[0]
+    media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
+    media._ws = _open_client()
+    media.start_data_phase(None)
+    server.sendall(_frame(b'{"msg_type":12,"timestamp":1}') + _frame(b'{"msg_type":17}')
+                   + _frame(struct.pack("!H", 1000), opcode=0x8))
+    with trio.fail_after(5):
+        await media.aclose(1000, timeout_s=2)
+    assert media.messages_discarded_on_close == 2
+    assert media.closed and media.close_code == 1000
