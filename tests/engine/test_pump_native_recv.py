@@ -181,12 +181,7 @@ async def test_arena_path_matches_the_stream(
     ingests: list[IngestConnection] = []
     servers: list[socket.socket] = []
     for server, client in tcp_pairs:
-        media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
-        media._ws = _open_client()
-        ingest = IngestConnection(config)
-        media.start_data_phase(ingest)
-        owner = _Owner()
-        pump.register(media, owner)
+        _, ingest, owner = _ingest_socket(pump, client, config)
         owners.append(owner)
         ingests.append(ingest)
         servers.append(server)
@@ -218,6 +213,18 @@ async def test_arena_path_matches_the_stream(
     await _sweep_until(pump, lambda: owners[2].closed is not None)
     assert owners[2].closed == (1006, "connection lost without a close frame")
     assert pump.stats.sockets == 2
+
+
+def _ingest_socket(pump: MediaPump, client: socket.socket,
+                   config: IngestConfig) -> tuple[MediaSocket, IngestConnection, _Owner]:
+    """A media socket past its handshakes, on the native ingest path, registered."""
+    media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
+    media._ws = _open_client()
+    ingest = IngestConnection(config)
+    media.start_data_phase(ingest)
+    owner = _Owner()
+    pump.register(media, owner)
+    return media, ingest, owner
 
 
 def _open_client() -> Any:
@@ -269,12 +276,7 @@ async def test_audio_is_announced_only_when_a_reader_asks(
     pump = MediaPump(20)
     config = IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
     server, client = tcp_pairs[0]
-    media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
-    media._ws = _open_client()
-    ingest = IngestConnection(config)
-    media.start_data_phase(ingest)
-    owner = _Owner()
-    pump.register(media, owner)
+    media, ingest, owner = _ingest_socket(pump, client, config)
     notifier = owner.notifier = RingNotifier()
     notifier.add_doorbell(pump.audio_doorbell(media))
     pump.sweep()  # the Python path once
