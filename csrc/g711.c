@@ -91,6 +91,8 @@ static void decode_with(const int16_t *restrict table, const uint8_t *restrict s
         dst[i] = table[src[i]];
 }
 
+const int16_t *rtms_g711_decode_table(int mulaw) { return mulaw ? ULAW_TO_PCM : ALAW_TO_PCM; }
+
 void rtms_alaw_decode(const uint8_t *src, size_t n, int16_t *dst) { decode_with(ALAW_TO_PCM, src, n, dst); }
 void rtms_ulaw_decode(const uint8_t *src, size_t n, int16_t *dst) { decode_with(ULAW_TO_PCM, src, n, dst); }
 

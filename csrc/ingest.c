@@ -46,7 +46,9 @@ typedef struct ingest_slot {
 
 struct rtms_ingest_conn {
     rtms_ingest_config cfg;
-    int16_t g711_table[256];     /* the G.711 expansion of every code, filled at creation */
+    /* G.711 expansion of every code: the shared constant table (one per process, so a
+       sweep over many connections keeps it in cache instead of a copy per connection) */
+    const int16_t *g711_table;
     int expected_pt;
     size_t item_size;
     /* framing */
@@ -181,15 +183,7 @@ rtms_ingest_conn *rtms_ingest_conn_new(const rtms_ingest_config *cfg, int *error
     c->expected_pt = cfg->rtp_payload_type >= 0 ? cfg->rtp_payload_type
                                                  : static_payload_type(cfg->codec);
     c->item_size = cfg->sample_format == RTMS_SAMPLE_FLOAT32 ? 4 : 2;
-    {
-        uint8_t codes[256];
-        for (int i = 0; i < 256; i++)
-            codes[i] = (uint8_t)i;
-        if (cfg->codec == RTMS_CODEC_PCMU)
-            rtms_ulaw_decode(codes, 256, c->g711_table);
-        else
-            rtms_alaw_decode(codes, 256, c->g711_table);
-    }
+    c->g711_table = rtms_g711_decode_table(cfg->codec == RTMS_CODEC_PCMU);
     uint32_t table_size = 4;
     while (table_size < 2u * (uint32_t)c->cfg.max_participants)
         table_size <<= 1;

@@ -702,6 +702,11 @@ int64_t rtms_tls_decrypt_batch(rtms_tls_conn *const *conns, const uint8_t *const
 
 /* RTMS_CDEF_END */
 
+/* ---- G.711: the decode tables, for embedding (C only; g711.c) ---------- */
+/* The 256 reconstruction levels of A-law (mulaw == 0) or mu-law codes: one shared
+ * constant table that many connections' decoders keep hot in cache. */
+const int16_t *rtms_g711_decode_table(int mulaw);
+
 /* ---- Resampler: the per-stream state, for embedding (C only) ------------ */
 /* Most taps per output sample over all supported rate pairs (48 kHz -> 8 kHz needs 264);
  * rtms_resample_filter_new refuses a design that would exceed it. */
