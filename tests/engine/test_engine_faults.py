@@ -18,6 +18,7 @@ from rtms_fast.events import (
 from rtms_fast.session import SessionSpec
 from rtms_fast.settings import EngineSettings
 from rtms_fast.sim import FaultKind, SimConfig, Simulator, participant_id, run_simulator
+from rtms_fast.tls import native_tls_available
 
 FAST = {
     "handshake_timeout_s": 0.3,
@@ -56,20 +57,29 @@ async def _wait_audio(engine: Engine, samples: int) -> None:
             await trio.sleep(0.01)
 
 
-@pytest.mark.parametrize("native_ingest", [True, False])
-async def test_abrupt_media_drop_reconnects_and_counts_the_gap(native_ingest: bool) -> None:
-    cfg = SimConfig(sessions=1, participants=1, duration_s=0.7, keepalive_interval_s=0.2)
-    settings = EngineSettings(media_types=("audio",), continuous_timeline=True,
-                              native_ingest=native_ingest, **FAST)
-    async with run_simulator(cfg) as sim, Engine(settings) as engine:
-        subscription = engine.subscribe()
-        engine.start_session(_spec(sim))
-        session = engine.sessions()[0]
-        await _wait_audio(engine, 3200)
-        sim.inject_fault(0, FaultKind.DROP_TCP, target="media")
-        with trio.fail_after(10):
-            await engine.wait_idle()
-        events = _drain(subscription)
+@pytest.mark.parametrize(("native_ingest", "tls"),
+                         [(True, False), (False, False), (True, True)],
+                         ids=["native-ws", "python-ws", "native-wss"])
+async def test_abrupt_media_drop_reconnects_and_counts_the_gap(native_ingest: bool,
+                                                                tls: bool) -> None:
+    cfg = SimConfig(sessions=1, participants=1, duration_s=0.7, keepalive_interval_s=0.2,
+                    tls=tls)
+    async with run_simulator(cfg) as sim:
+        settings = EngineSettings(media_types=("audio",), continuous_timeline=True,
+                                  native_ingest=native_ingest,
+                                  ca_file=sim.ca_file if tls else None, **FAST)
+        async with Engine(settings) as engine:
+            subscription = engine.subscribe()
+            engine.start_session(_spec(sim))
+            session = engine.sessions()[0]
+            await _wait_audio(engine, 3200)
+            sim.inject_fault(0, FaultKind.DROP_TCP, target="media")
+            with trio.fail_after(10):
+                await engine.wait_idle()
+            events = _drain(subscription)
+            if tls and native_tls_available():  # media TLS ran natively, before and after
+                assert engine.native_tls is not None and engine.pump is not None
+                assert engine.pump.stats.native_tls_reads > 0
     stats = session.stats()
     assert session.outcome is not None and session.outcome.outcome == "ended"
     assert stats.reconnects == 1
