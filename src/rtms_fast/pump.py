@@ -2,7 +2,8 @@
 
 ``MediaSocket`` is a client WebSocket on a non-blocking stdlib socket that this module owns
 from the TCP connect on (optionally through an HTTP CONNECT proxy): the upgrade is done by
-wsproto, TLS by ``ssl.SSLObject`` + ``MemoryBIO`` driven synchronously. After the RTMS
+wsproto, TLS synchronously over memory BIOs: by the native TLS client (``rtms_fast.tls``,
+OpenSSL) or by ``ssl.SSLObject`` + ``MemoryBIO``. After the RTMS
 media handshake the socket enters its data phase in one of two ways:
 
 * native (``start_data_phase(ingest)``): each sweep, ``MediaPump`` reads every registered
@@ -12,7 +13,8 @@ media handshake the socket enters its data phase in one of two ways:
   here (pong, close), other messages go to the owner as bytes. On Linux the sweep is one
   ``rtms_epoll_ready`` call (our own readiness set) and one ``rtms_recv_batch`` call that
   reads every ready socket into one arena, which the kernel reads in place; TLS sockets
-  are decrypted from that arena into a second one (one Python step per TLS socket). A
+  are decrypted from that arena into a second one (natively TLS'd sockets in one
+  ``rtms_tls_decrypt_batch`` call, ``ssl.SSLObject`` ones one Python step each). A
   socket costs Python work only when it has something other than audio: a record (a
   keep-alive, an event...), a partial frame (kept in the socket, prepended next sweep on
   the per-socket path), an error or its end. Reads switch the socket to delayed ACKs
