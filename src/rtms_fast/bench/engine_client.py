@@ -68,7 +68,8 @@ def run_engine_load(
                     rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
                     server_urls=p["server_urls"], product=Product.MEETING,
                     client_id=client_id, client_secret=client_secret))
-            sampler = CounterSampler(lambda: messages[0])
+            consumer_cpu = [0.0]  # thread CPU of the draining below: the application's share
+            sampler = CounterSampler(lambda: messages[0], consumer_cpu=lambda: consumer_cpu[0])
             sampler.start()
             next_latency = time.monotonic()
             rings: dict[Session, list[AudioRing]] = {}
@@ -76,6 +77,7 @@ def run_engine_load(
             with trio.move_on_after(deadline_s):
                 while any(not s.finished.is_set() for s in engine.sessions()):
                     await trio.sleep(drain_interval_ms / 1000.0)
+                    drain_started = time.thread_time()
                     sessions = engine.sessions()
                     for session in sessions:
                         known = rings.get(session)
@@ -96,6 +98,7 @@ def run_engine_load(
                             latencies.extend(now_ms - t for t in
                                              session.latest_audio_timestamps_ms())
                         samples_taken += 1
+                    consumer_cpu[0] += time.thread_time() - drain_started
             messages[0] = audio_messages(engine)
             sampler.stop()
             stats = engine.stats()

@@ -44,7 +44,7 @@ class LoadResult:
     errors: int
     engine_cpu_s: float  # client CPU in the steady-state window
     wall_s: float  # length of that window
-    us_per_msg: float
+    us_per_msg: float  # the whole client process
     cores_used: float
     latency_p50_ms: float
     latency_p99_ms: float
@@ -53,6 +53,9 @@ class LoadResult:
     latency_samples_ms: list[float] = field(default_factory=list, repr=False)
     #: Who ran media TLS in the client (engine: "native" or "python"; "" without TLS).
     tls_backend: str = ""
+    #: CPU per message without the load client's consumer (draining rings, sampling
+    #: latency): what the engine itself costs. Equal to us_per_msg for other clients.
+    engine_us_per_msg: float = float("nan")
 
     @property
     def tls_label(self) -> str:
@@ -158,6 +161,7 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         wall_s=max((s.wall_s for s in steady), default=0.0),
         cpu_s=sum(s.cpu_s for s in steady),
         messages=sum(s.messages for s in steady),
+        consumer_cpu_s=sum(s.consumer_cpu_s for s in steady),
     )
     latencies = [x for r in results for x in r["latencies_ms"]]
     return LoadResult(
@@ -174,6 +178,7 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         sim_cpu_s=sim_cpu1 - sim_cpu0, sim_misses=int(counters.get("audio_misses", 0)),
         latency_samples_ms=latencies,
         tls_backend=tls_backend if tls and client == "engine" else "",
+        engine_us_per_msg=total.engine_us_per_msg,
     )
 
 

@@ -25,6 +25,7 @@ LOAD_COLUMNS = (
     ("messages_received", "received", "{}"),
     ("drops", "drops", "{}"),
     ("us_per_msg", "CPU us/msg", "{:.2f}"),
+    ("engine_us_per_msg", "w/o consumer", "{:.2f}"),
     ("cores_used", "cores", "{:.3f}"),
     ("latency_p50_ms", "p50 ms", "{:.1f}"),
     ("latency_p99_ms", "p99 ms", "{:.1f}"),

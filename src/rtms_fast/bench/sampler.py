@@ -17,13 +17,17 @@ from rtms_fast.bench.procstat import own_cpu_seconds
 
 
 class CounterSampler:
-    """A daemon thread recording (wall_s, cpu_s, messages) every ``interval_s``."""
+    """A daemon thread recording (wall_s, cpu_s, messages, consumer_cpu_s) every
+    ``interval_s``; ``consumer_cpu`` is the CPU the client spent consuming (draining rings),
+    which is the application's, not the engine's (0 when not given)."""
 
-    def __init__(self, messages: Callable[[], int], interval_s: float = 0.5) -> None:
+    def __init__(self, messages: Callable[[], int], interval_s: float = 0.5,
+                 consumer_cpu: Callable[[], float] | None = None) -> None:
         self._messages = messages
+        self._consumer_cpu = consumer_cpu
         self._interval_s = interval_s
         self._stop = threading.Event()
-        self.samples: list[tuple[float, float, int]] = []
+        self.samples: list[tuple[float, float, int, float]] = []
         self._thread = threading.Thread(target=self._run, name="counter-sampler", daemon=True)
 
     def start(self) -> None:
@@ -35,7 +39,8 @@ class CounterSampler:
         self._take()
 
     def _take(self) -> None:
-        self.samples.append((time.monotonic(), own_cpu_seconds(), self._messages()))
+        consumer = self._consumer_cpu() if self._consumer_cpu is not None else 0.0
+        self.samples.append((time.monotonic(), own_cpu_seconds(), self._messages(), consumer))
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -47,18 +52,26 @@ class SteadyState:
     wall_s: float
     cpu_s: float
     messages: int
+    consumer_cpu_s: float = 0.0  # of cpu_s, spent by the client's consumer
 
     @property
     def us_per_msg(self) -> float:
         return 1e6 * self.cpu_s / self.messages if self.messages else float("nan")
 
     @property
+    def engine_us_per_msg(self) -> float:
+        """CPU per message without the consumer's share."""
+        return (1e6 * (self.cpu_s - self.consumer_cpu_s) / self.messages if self.messages
+                else float("nan"))
+
+    @property
     def cores(self) -> float:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
 
 
-def steady_state(samples: list[tuple[float, float, int]], trim_s: float = 1.0) -> SteadyState:
-    """The window from ``trim_s`` after messages start to ``trim_s`` before they stop."""
+def steady_state(samples: list[tuple[float, ...]], trim_s: float = 1.0) -> SteadyState:
+    """The window from ``trim_s`` after messages start to ``trim_s`` before they stop.
+    Samples are (wall_s, cpu_s, messages) or (wall_s, cpu_s, messages, consumer_cpu_s)."""
     flowing = [i for i in range(1, len(samples)) if samples[i][2] > samples[i - 1][2]]
     if not flowing:
         return SteadyState(0.0, 0.0, 0)
@@ -67,5 +80,7 @@ def steady_state(samples: list[tuple[float, float, int]], trim_s: float = 1.0) -
     window = [s for s in samples if t_first + trim_s <= s[0] <= t_last - trim_s]
     if len(window) < 2:  # a short run: use the whole flowing span
         window = samples[flowing[0] - 1 : flowing[-1] + 1]
-    (t0, c0, m0), (t1, c1, m1) = window[0], window[-1]
-    return SteadyState(wall_s=t1 - t0, cpu_s=c1 - c0, messages=m1 - m0)
+    first, last = window[0], window[-1]
+    consumer = (last[3] - first[3]) if len(first) > 3 and len(last) > 3 else 0.0
+    return SteadyState(wall_s=last[0] - first[0], cpu_s=last[1] - first[1],
+                       messages=int(last[2] - first[2]), consumer_cpu_s=consumer)
