@@ -322,4 +322,6 @@ class Engine:
             sessions=live,
             gc_full_collections=self.gc_stats.full_collections,
             gc_longest_pause_ms=self.gc_stats.longest_full_collection_s * 1000.0,
+            pump_max_sweep_lag_ms=pump.max_sweep_lag_s * 1000.0 if pump is not None else 0.0,
+            pump_late_sweeps=pump.late_sweeps if pump is not None else 0,
         )

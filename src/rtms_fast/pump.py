@@ -697,8 +697,8 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 
 
 class PumpStatistics:
-    __slots__ = ("bytes", "idle_skipped", "messages", "native_tls_reads", "sockets",
-                 "sweep_seconds", "sweeps")
+    __slots__ = ("bytes", "idle_skipped", "late_sweeps", "max_sweep_lag_s", "messages",
+                 "native_tls_reads", "sockets", "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
         self.idle_skipped = 0  # socket visits saved by the readiness set
@@ -708,6 +708,10 @@ class PumpStatistics:
         self.sockets = 0
         self.sweep_seconds = 0.0
         self.native_tls_reads = 0  # socket reads decrypted by rtms_tls_decrypt_batch
+        # How far behind its schedule a sweep started: the latency the engine adds beyond
+        # the sweep interval. Late: more than one interval behind (ticks were skipped).
+        self.max_sweep_lag_s = 0.0
+        self.late_sweeps = 0
 
 
 class MediaPump:
@@ -1313,10 +1317,15 @@ class MediaPump:
                 self._wake = trio.Event()
                 await self._wake.wait()
                 next_tick = trio.current_time()
+            lag = trio.current_time() - next_tick
+            if lag > self.stats.max_sweep_lag_s:
+                self.stats.max_sweep_lag_s = lag
             self.sweep()
             next_tick += self.sweep_interval_s
             now = trio.current_time()
             if next_tick < now:  # fell behind: skip missed ticks instead of bursting
+                self.stats.late_sweeps += 1
+                self.stats.max_sweep_lag_s = max(self.stats.max_sweep_lag_s, now - next_tick)
                 next_tick = now + self.sweep_interval_s * (
                     1.0 - math.fmod(now - next_tick, self.sweep_interval_s) / self.sweep_interval_s
                 )

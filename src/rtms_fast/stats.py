@@ -96,6 +96,10 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     #: (a pause of the Trio thread), in ms (``EngineSettings.gc_freeze_interval_s``).
     gc_full_collections: int = 0
     gc_longest_pause_ms: float = 0.0
+    #: The longest a pump sweep started behind its schedule (latency added beyond the sweep
+    #: interval), in ms, and the sweeps that ran a whole interval or more late.
+    pump_max_sweep_lag_ms: float = 0.0
+    pump_late_sweeps: int = 0
 
 
 class SessionCounters:

@@ -377,3 +377,36 @@ async def test_aclose_on_its_own_counts_what_it_discards(
         await media.aclose(1000, timeout_s=2)
     assert media.messages_discarded_on_close == 2
     assert media.closed and media.close_code == 1000
+
+
+async def test_sweep_lag_is_measured(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """A sweep held up (here an owner that blocks 60 ms once) shows as lag: the latency the
+    engine added beyond its sweep interval, and a late sweep."""
+    import time
+
+    server, client = tcp_pairs[0]
+    pump = MediaPump(20)
+
+    class _SlowOwner(_Owner):
+        def on_media_messages(self, media_socket: MediaSocket, messages: list[bytes]) -> None:
+            super().on_media_messages(media_socket, messages)
+            time.sleep(0.06)
+
+    owner = _SlowOwner()
+    media, _, _ = _ingest_socket(pump, client, g711_config_for_tests())
+    pump.unregister(media)
+    pump.register(media, owner)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)
+        await trio.sleep(0.1)
+        assert pump.stats.late_sweeps == 0 and pump.stats.max_sweep_lag_s < 0.02
+        server.sendall(_frame(b'{"msg_type":12,"timestamp":1}'))
+        with trio.fail_after(5):
+            while not owner.messages:
+                await trio.sleep(0.01)
+        await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert pump.stats.late_sweeps >= 1
+    assert pump.stats.max_sweep_lag_s >= 0.03

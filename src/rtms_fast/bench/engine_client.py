@@ -111,6 +111,8 @@ def run_engine_load(
                 "keepalives_answered": stats.keepalives_answered,
                 "drops": sum(stats.drops.values()),
                 "drops_by_reason": dict(stats.drops),
+                "pump_max_sweep_lag_ms": stats.pump_max_sweep_lag_ms,
+                "pump_late_sweeps": stats.pump_late_sweeps,
                 "cpu_samples": sampler.samples, "latencies_ms": latencies,
             }
 

@@ -56,6 +56,10 @@ class LoadResult:
     #: CPU per message without the load client's consumer (draining rings, sampling
     #: latency): what the engine itself costs. Equal to us_per_msg for other clients.
     engine_us_per_msg: float = float("nan")
+    #: Engine only: the longest a sweep started behind schedule (latency it added beyond
+    #: the sweep interval), and the sweeps a whole interval or more late.
+    max_sweep_lag_ms: float = 0.0
+    late_sweeps: int = 0
 
     @property
     def tls_label(self) -> str:
@@ -179,6 +183,9 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         latency_samples_ms=latencies,
         tls_backend=tls_backend if tls and client == "engine" else "",
         engine_us_per_msg=total.engine_us_per_msg,
+        max_sweep_lag_ms=max((float(r.get("pump_max_sweep_lag_ms") or 0.0) for r in results),
+                             default=0.0),
+        late_sweeps=sum(int(r.get("pump_late_sweeps") or 0) for r in results),
     )
 
 
