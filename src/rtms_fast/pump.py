@@ -92,6 +92,8 @@ def _recv_scratch() -> bytearray:
 #: Most bytes read from one socket in one sweep, so one busy socket cannot starve the rest.
 _MAX_READ_PER_SWEEP: Final = 4 * 1024 * 1024
 _CLOSE_ABNORMAL: Final = 1006
+_CLOSE_INTERNAL: Final = 1011
+_TLS_CLOSED_FIRST: Final = "TLS closed (close_notify) without a WebSocket close frame"
 #: Most native calls per sweep for one group of sockets (each call drains what it can).
 _MAX_BATCH_ROUNDS: Final = 64
 #: The receive arena of the native path: what plain sockets return in one sweep lands here.
@@ -243,6 +245,8 @@ class MediaSocket:
         self.bytes_received = 0
         self.messages_received = 0
         self.messages_discarded_on_close = 0  # see aclose
+        #: Why the stream ended, once a read found its end (TLS says more than TCP).
+        self._end_reason = "connection lost without a close frame"
         self.owner: MediaSocketOwner | None = None
         self._close_reported = False
         self._early: list[bytes] = []
@@ -384,7 +388,11 @@ class MediaSocket:
         if not data:
             return
         if self._ssl is not None:
-            self._ssl.write(data)
+            try:
+                self._ssl.write(data)
+            except ssl.SSLError as exc:  # the TLS stream failed or ended: nothing goes out
+                self._mark_closed(_CLOSE_ABNORMAL, f"TLS failed: {exc}")
+                return
             self._move_tls_out()
         else:
             self._pending_out += data
@@ -479,11 +487,14 @@ class MediaSocket:
                 n = cast(int, self._ssl.read(len(buffer), buffer))
             except ssl.SSLWantReadError:
                 break
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                eof = True
+            except ssl.SSLZeroReturnError:
+                eof, self._end_reason = True, _TLS_CLOSED_FIRST
                 break
-            except ssl.SSLError:
-                eof = True
+            except ssl.SSLError as exc:  # corrupt, or cut without a close_notify
+                eof, self._end_reason = True, f"TLS failed: {exc}"
+                break
+            if n == 0:  # ssl.SSLObject at the peer's close_notify (bytes after it stay)
+                eof, self._end_reason = True, _TLS_CLOSED_FIRST
                 break
             into += view[:n]
         self._move_tls_out()  # TLS may have something to say (key updates, alerts)
@@ -543,7 +554,7 @@ class MediaSocket:
             self.bytes_received += len(data)
             self._feed(data, messages)
         if eof and not self.closed:
-            self._mark_closed(_CLOSE_ABNORMAL, "connection lost without a close frame")
+            self._mark_closed(_CLOSE_ABNORMAL, self._end_reason)
         self.messages_received += len(messages)
         return messages
 
@@ -563,7 +574,7 @@ class MediaSocket:
                 )
             data = await self._recv_plain_async()
             if not data:
-                self._mark_closed(_CLOSE_ABNORMAL, "connection lost without a close frame")
+                self._mark_closed(_CLOSE_ABNORMAL, self._end_reason)
                 continue
             self.bytes_received += len(data)
             self._inbuf += data
@@ -615,19 +626,23 @@ class MediaSocket:
             self._feed(leftover, messages)
             self._early.extend(messages)
 
-    def read_raw(self) -> None:
-        """Ingest path: append everything readable now to ``_inbuf`` (sync, never blocks)."""
+    def read_raw(self, mark_end: bool = True) -> bool:
+        """Ingest path: append everything readable now to ``_inbuf`` (sync, never blocks).
+        Returns True at the end of the stream, which marks the socket closed unless
+        ``mark_end`` is False: the pump marks it after ingesting what came before the end,
+        so a close frame in the same read still gives its code."""
         if self.closed:
-            return
+            return False
         before = len(self._inbuf)
         try:
             eof = self._read_into(self._inbuf)
         except OSError as exc:
             self._mark_closed(_CLOSE_ABNORMAL, f"read failed: {exc}")
-            return
+            return True
         self.bytes_received += len(self._inbuf) - before
-        if eof and not self.closed:
-            self._mark_closed(_CLOSE_ABNORMAL, "connection lost without a close frame")
+        if eof and mark_end and not self.closed:
+            self._mark_closed(_CLOSE_ABNORMAL, self._end_reason)
+        return eof
 
     def take_early_messages(self) -> list[bytes]:
         """Messages that arrived together with the handshake reply, in order."""
@@ -683,6 +698,12 @@ class MediaSocket:
         return False
 
 
+def _mark_lost(media_socket: MediaSocket, ended: list[MediaSocket]) -> None:
+    """Close a socket whose stream ended (unless a close frame already did)."""
+    if media_socket in ended:
+        media_socket._mark_closed(_CLOSE_ABNORMAL, media_socket._end_reason)
+
+
 def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[bytes]) -> None:
     if media_socket._early:
         messages = media_socket.take_early_messages() + messages
@@ -698,7 +719,7 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 
 class PumpStatistics:
     __slots__ = ("bytes", "idle_skipped", "late_sweeps", "max_sweep_lag_s", "messages",
-                 "native_tls_reads", "sockets", "sweep_seconds", "sweeps")
+                 "native_tls_reads", "socket_failures", "sockets", "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
         self.idle_skipped = 0  # socket visits saved by the readiness set
@@ -708,6 +729,7 @@ class PumpStatistics:
         self.sockets = 0
         self.sweep_seconds = 0.0
         self.native_tls_reads = 0  # socket reads decrypted by rtms_tls_decrypt_batch
+        self.socket_failures = 0  # sockets closed because handling them raised (_contain)
         # How far behind its schedule a sweep started: the latency the engine adds beyond
         # the sweep interval. Late: more than one interval behind (ticks were skipped).
         self.max_sweep_lag_s = 0.0
@@ -942,16 +964,19 @@ class MediaPump:
             started = self._clock()
         now = trio.current_time()
         batch_sockets: list[MediaSocket] = []
+        ended: list[MediaSocket] = []
         for media_socket, owner in due:
             before = media_socket.bytes_received
             if media_socket.ingest is not None:
-                media_socket.read_raw()
+                if media_socket.read_raw(mark_end=False):
+                    ended.append(media_socket)
                 if media_socket.bytes_received != before:
                     self.stats.bytes += media_socket.bytes_received - before
                     media_socket.last_activity_s = now
                 if media_socket._inbuf:
                     batch_sockets.append(media_socket)
                 else:
+                    _mark_lost(media_socket, ended)
                     self._finish(media_socket, owner, [])
                 continue
             messages = media_socket.read_available()
@@ -959,7 +984,7 @@ class MediaPump:
             self.stats.bytes += media_socket.bytes_received - before
             self._finish(media_socket, owner, messages)
         if batch_sockets:
-            delivered += self._run_batches(batch_sockets)
+            delivered += self._run_batches(batch_sockets, ended)
         self.stats.sweeps += 1
         self.stats.messages += delivered
         self.stats.sweep_seconds += self._clock() - started
@@ -1048,13 +1073,12 @@ class MediaPump:
             self._bufs[:inputs] = self._offsets[got] + np.uint64(self._arena_address)
             self._in_lens[:inputs] = self._lens[got]
             tls_inputs = np.flatnonzero(self._kind_by_fd[got_fds] == _KIND_TLS)
-            ended: list[MediaSocket] = []
+            ended: list[tuple[MediaSocket, str]] = []
             if len(tls_inputs):
-                self._decrypt_inputs(got_fds, tls_inputs, touched, ended)
+                self._decrypt_inputs(got_fds, tls_inputs, ended)
             delivered = self._ingest_arena(got_fds, touched)
-            for media_socket in ended:  # after its last plaintext (a close frame, maybe)
-                media_socket._mark_closed(_CLOSE_ABNORMAL,
-                                          "connection lost without a close frame")
+            for media_socket, why in ended:  # after its last plaintext (a close frame, maybe)
+                media_socket._mark_closed(_CLOSE_ABNORMAL, why)
                 touched.setdefault(media_socket, [])
         for media_socket, messages in touched.items():
             owner = self._sockets.get(media_socket)
@@ -1066,11 +1090,11 @@ class MediaPump:
 
     def _decrypt_inputs(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                         tls_inputs: np.ndarray[Any, np.dtype[np.intp]],
-                        touched: dict[MediaSocket, list[bytes]],
-                        ended: list[MediaSocket]) -> None:
+                        ended: list[tuple[MediaSocket, str]]) -> None:
         """Decrypt each TLS input's ciphertext (in the arena) into ``_plain`` and point the
         input at its plaintext: natively TLS'd sockets in ONE call, ``ssl.SSLObject`` ones
-        one by one. Sockets whose TLS stream ended go to ``ended`` (closed after ingest)."""
+        one by one. Sockets whose TLS stream ended go to ``ended`` with why (closed after
+        ingest)."""
         native = self._tls_by_fd[fds[tls_inputs]] != 0
         pos = 0
         if not native.all():
@@ -1080,7 +1104,7 @@ class MediaPump:
 
     def _decrypt_native(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                         inputs: np.ndarray[Any, np.dtype[np.intp]],
-                        ended: list[MediaSocket], pos: int) -> None:
+                        ended: list[tuple[MediaSocket, str]], pos: int) -> None:
         """``rtms_tls_decrypt_batch`` over every native TLS input (GIL released); Python
         runs only for sockets with something other than plaintext: TLS output to send,
         a full arena (the rest is read on the per-socket path), or the end."""
@@ -1109,12 +1133,16 @@ class MediaPump:
                 media_socket.flush()
             if bits & lib.RTMS_TLS_STATUS_MORE:
                 self._attention.add(media_socket)
-            if bits & (lib.RTMS_TLS_STATUS_CLOSED | lib.RTMS_TLS_STATUS_ERROR):
-                ended.append(media_socket)
+            if bits & lib.RTMS_TLS_STATUS_CLOSED:
+                ended.append((media_socket, _TLS_CLOSED_FIRST))
+            elif bits & lib.RTMS_TLS_STATUS_ERROR:
+                tls = media_socket._ssl
+                detail = tls.error_text() if isinstance(tls, NativeTLSObject) else "?"
+                ended.append((media_socket, f"TLS failed: {detail}"))
 
     def _decrypt_python(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                         tls_inputs: np.ndarray[Any, np.dtype[np.intp]],
-                        ended: list[MediaSocket]) -> int:
+                        ended: list[tuple[MediaSocket, str]]) -> int:
         """The ``ssl.SSLObject`` inputs, one Python step each; returns the plaintext
         bytes written to ``_plain``. A read that finds no complete record costs as much
         as a real one (it raises), so only read while bytes are pending. Plain Python
@@ -1131,25 +1159,32 @@ class MediaPump:
             assert tls is not None and incoming is not None
             incoming.write(arena_view[start : start + length])
             firsts.append(pos)
-            eof = False
+            why = ""
             while incoming.pending or tls.pending():
                 if pos == _ARENA_BYTES:  # full: decrypt the rest on the Python path
                     self._attention.add(media_socket)
                     break
                 try:
                     # with a buffer, SSLObject.read returns the byte count
-                    pos += tls.read(_ARENA_BYTES - pos, plain_view[pos:])  # type: ignore[operator]
+                    got = cast(int, tls.read(_ARENA_BYTES - pos, plain_view[pos:]))
                 except ssl.SSLWantReadError:
                     break
-                except ssl.SSLError:  # closed (cleanly or not) or corrupt
-                    eof = True
+                except ssl.SSLZeroReturnError:
+                    why = _TLS_CLOSED_FIRST
                     break
+                except ssl.SSLError as exc:  # corrupt, or cut without a close_notify
+                    why = f"TLS failed: {exc}"
+                    break
+                if got == 0:  # ssl.SSLObject at the close_notify: what follows stays unread
+                    why = _TLS_CLOSED_FIRST
+                    break
+                pos += got
             outgoing = media_socket._outgoing
             if outgoing is not None and outgoing.pending:  # key updates, alerts
                 media_socket._move_tls_out()
                 media_socket.flush()
-            if eof:
-                ended.append(media_socket)
+            if why:
+                ended.append((media_socket, why))
         ends = np.array([*firsts[1:], pos], np.uint64)
         begins = np.array(firsts, np.uint64)
         self._bufs[tls_inputs] = begins + np.uint64(self._plain_address)
@@ -1240,26 +1275,41 @@ class MediaPump:
                 native_record, cast(Sequence[tuple[IngestConnection, memoryview]], views))
             messages = touched.setdefault(media_socket, [])
             kind = record.kind
-            if kind is RecordKind.MESSAGE:
-                messages.append(record.payload)
-            elif kind is RecordKind.CONTROL:
-                media_socket.handle_control(record.opcode, record.payload)
-            else:
-                owner = self._sockets.get(media_socket)
-                if owner is not None:
-                    owner.on_ingest_record(media_socket, record)
-                if kind is RecordKind.ERROR and record.fatal:
-                    media_socket._fail(1002, f"unusable byte stream: {record.error.name}")
+            try:
+                if kind is RecordKind.MESSAGE:
+                    messages.append(record.payload)
+                elif kind is RecordKind.CONTROL:
+                    media_socket.handle_control(record.opcode, record.payload)
+                else:
+                    owner = self._sockets.get(media_socket)
+                    if owner is not None:
+                        owner.on_ingest_record(media_socket, record)
+                    if kind is RecordKind.ERROR and record.fatal:
+                        media_socket._fail(1002, f"unusable byte stream: {record.error.name}")
+            except Exception as exc:  # contained: see _contain
+                self._contain(media_socket, exc)
 
     def _finish(self, media_socket: MediaSocket, owner: MediaSocketOwner,
                 messages: list[bytes]) -> None:
         try:
             _deliver(media_socket, owner, messages)
+        except Exception as exc:  # contained: see _contain
+            self._contain(media_socket, exc)
+            with contextlib.suppress(Exception):
+                _deliver(media_socket, owner, [])  # the owner hears of the close
         finally:
             if media_socket.closed:
                 self.unregister(media_socket)
 
-    def _run_batches(self, sockets: list[MediaSocket]) -> int:
+    def _contain(self, media_socket: MediaSocket, exc: Exception) -> None:
+        """A failure while handling one socket (its owner's code included) closes that
+        socket, counted, and never stops the sweep of the others."""
+        self.stats.socket_failures += 1
+        media_socket._mark_closed(_CLOSE_INTERNAL, f"internal error: {exc!r}")
+
+    def _run_batches(self, sockets: list[MediaSocket], ended: list[MediaSocket]) -> int:
+        """Ingest the sockets' ``_inbuf``; those in ``ended`` (their stream ended in this
+        read) are marked closed after their bytes, before they are finished."""
         delivered = 0
         batch = self._batch
         for start in range(0, len(sockets), batch.max_connections):
@@ -1300,6 +1350,7 @@ class MediaPump:
                 # round limit: what is left may hold whole frames; come back next sweep
                 self._attention.update(s for s in pending if s._inbuf)
             for s in chunk:
+                _mark_lost(s, ended)
                 owner = self._sockets.get(s)
                 if owner is None:
                     continue
