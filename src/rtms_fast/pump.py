@@ -769,7 +769,9 @@ class MediaPump:
         # The native sweep (Linux): one epoll_wait and one batched recv for every ready plain
         # socket, into one arena that the ingest kernel reads in place; Python only touches a
         # socket that has something other than audio (records, leftovers, errors, TLS).
-        self._native = self._epoll is not None and sys.platform.startswith("linux")
+        # (its arrays hold pointers and sizes as 64-bit integers: 64-bit platforms only)
+        self._native = (self._epoll is not None and sys.platform.startswith("linux")
+                        and ffi.sizeof("size_t") == 8 and ffi.sizeof("void *") == 8)
         # Delayed ACKs on the arena path: a read of one small segment would otherwise send an
         # ACK of its own, which costs more than the read (~4 us of 5.5 on loopback). The
         # sender gets its ACKs from Linux's delayed-ACK timer (or every second segment).
