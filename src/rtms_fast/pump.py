@@ -1275,21 +1275,26 @@ class MediaPump:
                 views[index] = (ingest, view[start : start + int(self._in_lens[index])])
             record = IngestBatch._record(
                 native_record, cast(Sequence[tuple[IngestConnection, memoryview]], views))
-            messages = touched.setdefault(media_socket, [])
-            kind = record.kind
-            try:
-                if kind is RecordKind.MESSAGE:
-                    messages.append(record.payload)
-                elif kind is RecordKind.CONTROL:
-                    media_socket.handle_control(record.opcode, record.payload)
-                else:
-                    owner = self._sockets.get(media_socket)
-                    if owner is not None:
-                        owner.on_ingest_record(media_socket, record)
-                    if kind is RecordKind.ERROR and record.fatal:
-                        media_socket._fail(1002, f"unusable byte stream: {record.error.name}")
-            except Exception as exc:  # contained: see _contain
-                self._contain(media_socket, exc)
+            self._handle_record(media_socket, record, touched.setdefault(media_socket, []))
+
+    def _handle_record(self, media_socket: MediaSocket, record: IngestRecord,
+                       messages: list[bytes]) -> None:
+        """One kernel record that is not audio: a message for the owner (collected in
+        ``messages``), a control frame (answered here), a new participant or an error."""
+        kind = record.kind
+        try:
+            if kind is RecordKind.MESSAGE:
+                messages.append(record.payload)
+            elif kind is RecordKind.CONTROL:
+                media_socket.handle_control(record.opcode, record.payload)
+            else:
+                owner = self._sockets.get(media_socket)
+                if owner is not None:
+                    owner.on_ingest_record(media_socket, record)
+                if kind is RecordKind.ERROR and record.fatal:
+                    media_socket._fail(1002, f"unusable byte stream: {record.error.name}")
+        except Exception as exc:  # contained: see _contain
+            self._contain(media_socket, exc)
 
     def _finish(self, media_socket: MediaSocket, owner: MediaSocketOwner,
                 messages: list[bytes]) -> None:
@@ -1332,17 +1337,7 @@ class MediaPump:
                         del s._inbuf[:consumed]
                 for record in result.records:
                     s = pending[record.conn]
-                    kind = record.kind
-                    if kind is RecordKind.MESSAGE:
-                        messages[s].append(record.payload)
-                    elif kind is RecordKind.CONTROL:
-                        s.handle_control(record.opcode, record.payload)
-                    else:
-                        owner = self._sockets.get(s)
-                        if owner is not None:
-                            owner.on_ingest_record(s, record)
-                        if kind is RecordKind.ERROR and record.fatal:
-                            s._fail(1002, f"unusable byte stream: {record.error.name}")
+                    self._handle_record(s, record, messages[s])
                 if not result.call_again:
                     break
                 pending = [s for s in pending if s._inbuf and not s.closed]

@@ -129,6 +129,18 @@ def _connect(native: bool, ca: trustme.CA, tmp_path: Path,
     return media, server
 
 
+def _registered(native: bool, per_socket: bool, ca: trustme.CA, tmp_path: Path,
+                pair: tuple[socket.socket, socket.socket]) -> tuple[_Server, MediaPump, _Owner]:
+    """A connected socket in a pump: on the arena path after one sweep, unless
+    ``per_socket`` (a socket's first visit always takes the per-socket path)."""
+    media, server = _connect(native, ca, tmp_path, pair)
+    pump, owner = MediaPump(20), _Owner()
+    pump.register(media, owner)
+    if not per_socket:
+        pump.sweep()
+    return server, pump, owner
+
+
 async def _sweep_until_closed(pump: MediaPump, owner: _Owner) -> None:
     with trio.fail_after(5):
         while owner.closed is None:
@@ -144,11 +156,7 @@ async def test_a_tls_failure_after_a_ping_closes_that_socket_only(
 ) -> None:
     """A ping (its pong cannot be encrypted any more) then a corrupt record in one read:
     the socket closes as a TLS failure; the sweep itself never raises."""
-    media, server = _connect(native, ca, tmp_path, tcp_pair)
-    pump, owner = MediaPump(20), _Owner()
-    pump.register(media, owner)
-    if not per_socket:
-        pump.sweep()  # the first visit takes the per-socket path
+    server, pump, owner = _registered(native, per_socket, ca, tmp_path, tcp_pair)
     bad = bytearray(server.record(_frame(b"x" * 50, opcode=2)))
     bad[-3] ^= 0xFF  # the tag no longer matches
     server.sock.sendall(server.record(_frame(b"hi", opcode=0x9)) + bytes(bad))
@@ -164,11 +172,7 @@ async def test_bytes_after_a_close_notify_end_the_stream_without_a_spin(
     native: bool, per_socket: bool, ca: trustme.CA, tmp_path: Path,
     tcp_pair: tuple[socket.socket, socket.socket],
 ) -> None:
-    media, server = _connect(native, ca, tmp_path, tcp_pair)
-    pump, owner = MediaPump(20), _Owner()
-    pump.register(media, owner)
-    if not per_socket:
-        pump.sweep()
+    server, pump, owner = _registered(native, per_socket, ca, tmp_path, tcp_pair)
     server.sock.sendall(server.record(_frame(b'{"msg_type":12}')) + server.close_notify()
                         + b"\x17\x03\x03\x00\x05hello")
     await _sweep_until_closed(pump, owner)  # fails after 5 s if a sweep spins
@@ -182,11 +186,7 @@ async def test_a_close_frame_with_close_notify_keeps_its_code(
     native: bool, per_socket: bool, ca: trustme.CA, tmp_path: Path,
     tcp_pair: tuple[socket.socket, socket.socket],
 ) -> None:
-    media, server = _connect(native, ca, tmp_path, tcp_pair)
-    pump, owner = MediaPump(20), _Owner()
-    pump.register(media, owner)
-    if not per_socket:
-        pump.sweep()
+    server, pump, owner = _registered(native, per_socket, ca, tmp_path, tcp_pair)
     server.sock.sendall(server.record(_frame(struct.pack("!H", 1000) + b"bye", opcode=0x8))
                         + server.close_notify())
     server.sock.shutdown(socket.SHUT_WR)
