@@ -4,15 +4,19 @@
 or with 20 ms G.711/RTP audio; once every session streams (and, with audio, after 6 s of
 media) the growth of this process's resident set, divided by the sessions, is recorded
 with and without the rings' own memory (``ring_memory_bytes``: their capacity is a
-setting). TLS state is extra: the wss cases show how much.
+setting). TLS state is extra: the wss cases show how much. The idle cases also measure the
+CPU an idle session costs (keep-alives every 5 s on every socket, as in the load runs),
+in microseconds of this process's CPU per session per second.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,13 @@ from rtms_fast import Engine, EngineSettings, SessionSpec
 from rtms_fast.stats import MediaCounters
 
 SESSIONS = 200
+_IDLE_WINDOW_S = 4.0
 _NO_MEDIA = MediaCounters(messages=0, bytes=0)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss_bytes() -> int:
@@ -37,7 +47,7 @@ def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
     ca = tmp / "ca.pem"
     cmd = [sys.executable, "-m", "rtms_fast", "simulate", "--sessions", str(SESSIONS),
            "--duration", "12", "--codec", "pcma", "--join-timeout", "60",
-           "--participants", "0" if idle else "1"]
+           "--participants", "0" if idle else "1", "--keepalive-interval", "5"]
     if tls:
         cmd += ["--tls", "--ca-file", str(ca)]
     sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -74,6 +84,12 @@ def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
                         (growth - stats.ring_memory_bytes) / SESSIONS),
                     audio_messages=stats.media.get("audio", _NO_MEDIA).messages,
                 )
+                if idle:  # background CPU: keep-alives, the sweep, timers
+                    cpu0, wall0 = _cpu_seconds(), time.monotonic()
+                    await trio.sleep(_IDLE_WINDOW_S)
+                    cpu_s, wall_s = _cpu_seconds() - cpu0, time.monotonic() - wall0
+                    out.update(idle_cpu_us_per_session_s=round(
+                        cpu_s / wall_s / SESSIONS * 1e6, 1))
                 for session in engine.sessions():
                     session.close()
 
@@ -107,6 +123,7 @@ def test_memory_per_session(benchmark: Any, tls: bool, idle: bool, tmp_path: Pat
     benchmark.extra_info.update(result)
     if idle:
         assert result["audio_messages"] == 0 and result["ring_memory_bytes"] == 0
+        assert result["idle_cpu_us_per_session_s"] > 0
     else:
         assert result["audio_messages"] > 0
     print(json.dumps(result))
