@@ -698,8 +698,9 @@ class MediaSocket:
         return False
 
 
-def _mark_lost(media_socket: MediaSocket, ended: list[MediaSocket]) -> None:
-    """Close a socket whose stream ended (unless a close frame already did)."""
+def _mark_lost(media_socket: MediaSocket, ended: set[MediaSocket]) -> None:
+    """Close a socket whose stream ended in this sweep's read, for the reason that read
+    found (unless a close frame read before the end already closed it)."""
     if media_socket in ended:
         media_socket._mark_closed(_CLOSE_ABNORMAL, media_socket._end_reason)
 
@@ -966,12 +967,12 @@ class MediaPump:
             started = self._clock()
         now = trio.current_time()
         batch_sockets: list[MediaSocket] = []
-        ended: list[MediaSocket] = []
+        ended: set[MediaSocket] = set()
         for media_socket, owner in due:
             before = media_socket.bytes_received
             if media_socket.ingest is not None:
                 if media_socket.read_raw(mark_end=False):
-                    ended.append(media_socket)
+                    ended.add(media_socket)
                 if media_socket.bytes_received != before:
                     self.stats.bytes += media_socket.bytes_received - before
                     media_socket.last_activity_s = now
@@ -1075,12 +1076,12 @@ class MediaPump:
             self._bufs[:inputs] = self._offsets[got] + np.uint64(self._arena_address)
             self._in_lens[:inputs] = self._lens[got]
             tls_inputs = np.flatnonzero(self._kind_by_fd[got_fds] == _KIND_TLS)
-            ended: list[tuple[MediaSocket, str]] = []
+            ended: set[MediaSocket] = set()
             if len(tls_inputs):
                 self._decrypt_inputs(got_fds, tls_inputs, ended)
             delivered = self._ingest_arena(got_fds, touched)
-            for media_socket, why in ended:  # after its last plaintext (a close frame, maybe)
-                media_socket._mark_closed(_CLOSE_ABNORMAL, why)
+            for media_socket in ended:  # after its last plaintext (a close frame, maybe)
+                _mark_lost(media_socket, ended)
                 touched.setdefault(media_socket, [])
         for media_socket, messages in touched.items():
             owner = self._sockets.get(media_socket)
@@ -1092,11 +1093,11 @@ class MediaPump:
 
     def _decrypt_inputs(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                         tls_inputs: np.ndarray[Any, np.dtype[np.intp]],
-                        ended: list[tuple[MediaSocket, str]]) -> None:
+                        ended: set[MediaSocket]) -> None:
         """Decrypt each TLS input's ciphertext (in the arena) into ``_plain`` and point the
         input at its plaintext: natively TLS'd sockets in ONE call, ``ssl.SSLObject`` ones
-        one by one. Sockets whose TLS stream ended go to ``ended`` with why (closed after
-        ingest)."""
+        one by one. Sockets whose TLS stream ended go to ``ended``, with the reason in
+        ``_end_reason`` (closed after ingest)."""
         native = self._tls_by_fd[fds[tls_inputs]] != 0
         pos = 0
         if not native.all():
@@ -1106,7 +1107,7 @@ class MediaPump:
 
     def _decrypt_native(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                         inputs: np.ndarray[Any, np.dtype[np.intp]],
-                        ended: list[tuple[MediaSocket, str]], pos: int) -> None:
+                        ended: set[MediaSocket], pos: int) -> None:
         """``rtms_tls_decrypt_batch`` over every native TLS input (GIL released); Python
         runs only for sockets with something other than plaintext: TLS output to send,
         a full arena (the rest is read on the per-socket path), or the end."""
@@ -1136,15 +1137,17 @@ class MediaPump:
             if bits & lib.RTMS_TLS_STATUS_MORE:
                 self._attention.add(media_socket)
             if bits & lib.RTMS_TLS_STATUS_CLOSED:
-                ended.append((media_socket, _TLS_CLOSED_FIRST))
+                media_socket._end_reason = _TLS_CLOSED_FIRST
+                ended.add(media_socket)
             elif bits & lib.RTMS_TLS_STATUS_ERROR:
                 tls = media_socket._ssl
                 detail = tls.error_text() if isinstance(tls, NativeTLSObject) else "?"
-                ended.append((media_socket, f"TLS failed: {detail}"))
+                media_socket._end_reason = f"TLS failed: {detail}"
+                ended.add(media_socket)
 
     def _decrypt_python(self, fds: np.ndarray[Any, np.dtype[np.int32]],
                         tls_inputs: np.ndarray[Any, np.dtype[np.intp]],
-                        ended: list[tuple[MediaSocket, str]]) -> int:
+                        ended: set[MediaSocket]) -> int:
         """The ``ssl.SSLObject`` inputs, one Python step each; returns the plaintext
         bytes written to ``_plain``. A read that finds no complete record costs as much
         as a real one (it raises), so only read while bytes are pending. Plain Python
@@ -1186,7 +1189,8 @@ class MediaPump:
                 media_socket._move_tls_out()
                 media_socket.flush()
             if why:
-                ended.append((media_socket, why))
+                media_socket._end_reason = why
+                ended.add(media_socket)
         ends = np.array([*firsts[1:], pos], np.uint64)
         begins = np.array(firsts, np.uint64)
         self._bufs[tls_inputs] = begins + np.uint64(self._plain_address)
@@ -1314,7 +1318,7 @@ class MediaPump:
         self.stats.socket_failures += 1
         media_socket._mark_closed(_CLOSE_INTERNAL, f"internal error: {exc!r}")
 
-    def _run_batches(self, sockets: list[MediaSocket], ended: list[MediaSocket]) -> int:
+    def _run_batches(self, sockets: list[MediaSocket], ended: set[MediaSocket]) -> int:
         """Ingest the sockets' ``_inbuf``; those in ``ended`` (their stream ended in this
         read) are marked closed after their bytes, before they are finished."""
         delivered = 0

@@ -1233,8 +1233,7 @@ class Session:
         """Send close 1000 and keep the socket with its reader (the pump, or its task) until
         the server's close frame: media the server sent before it is still ingested (a
         server behind its schedule may have a lot in flight). Bounded by ``timeout_s``."""
-        sock.start_close(1000)
-        sock.flush()
+        sock.start_close(1000)  # written at once; the pump flushes what the kernel refuses
         with trio.move_on_after(timeout_s):
             await slot.closed_event.wait()
         if self._pump is not None:

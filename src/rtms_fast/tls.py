@@ -132,40 +132,41 @@ class NativeTLSContext:
 
 
 class _BIO:
-    """One direction of a connection's ciphertext, duck-typed like ``ssl.MemoryBIO``."""
+    """One direction of a connection's ciphertext, duck-typed like ``ssl.MemoryBIO``:
+    ``pending`` counts its bytes, ``read`` takes them (the native functions per direction
+    are class attributes)."""
 
     __slots__ = ("_conn",)
+    _count: Any  # (conn) -> bytes waiting
+    _take: Any  # (conn, out, cap) -> bytes moved to out
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
-    def _take(self, fn: Any, n: int) -> bytes:
-        available = int(self._pending())
+    @property
+    def pending(self) -> int:
+        n: int = type(self)._count(self._conn)
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        """Take up to ``n`` bytes (all when negative)."""
+        available = self.pending
         if n < 0 or n > available:
             n = available
         if n == 0:
             return b""
         buf = _uninitialised("uint8_t[]", n)
-        got = int(fn(self._conn, buf, n))
+        got = int(type(self)._take(self._conn, buf, n))
         return ffi.buffer(buf, got)[:]  # type: ignore[no-any-return]
-
-    def _pending(self) -> int:
-        raise NotImplementedError
 
 
 class IncomingBIO(_BIO):
-    """Ciphertext from the network, not yet decrypted: ``write`` it here."""
+    """Ciphertext from the network, not yet decrypted: ``write`` it here; ``read``
+    withdraws fed bytes that TLS has not consumed."""
 
     __slots__ = ()
-
-    def _pending(self) -> int:
-        return int(lib.rtms_tls_input_pending(self._conn))
-
-    @property
-    def pending(self) -> int:
-        """Bytes fed and not yet consumed by TLS."""
-        n: int = lib.rtms_tls_input_pending(self._conn)
-        return n
+    _count = lib.rtms_tls_input_pending
+    _take = lib.rtms_tls_take_input
 
     @property
     def eof(self) -> bool:
@@ -187,32 +188,17 @@ class IncomingBIO(_BIO):
         unless a close_notify came first)."""
         lib.rtms_tls_feed_eof(self._conn)
 
-    def read(self, n: int = -1) -> bytes:
-        """Withdraw up to ``n`` (all when negative) fed bytes that TLS has not consumed."""
-        return self._take(lib.rtms_tls_take_input, n)
-
 
 class OutgoingBIO(_BIO):
     """Ciphertext to send to the network: ``read`` it from here."""
 
     __slots__ = ()
-
-    def _pending(self) -> int:
-        return int(lib.rtms_tls_output_pending(self._conn))
-
-    @property
-    def pending(self) -> int:
-        """Bytes waiting to be sent."""
-        n: int = lib.rtms_tls_output_pending(self._conn)
-        return n
+    _count = lib.rtms_tls_output_pending
+    _take = lib.rtms_tls_take_output
 
     @property
     def eof(self) -> bool:
         return False
-
-    def read(self, n: int = -1) -> bytes:
-        """Take up to ``n`` (all when negative) bytes to send."""
-        return self._take(lib.rtms_tls_take_output, n)
 
     def write(self, data: Any) -> int:
         """Only TLS itself writes here."""

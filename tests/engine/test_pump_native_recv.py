@@ -176,7 +176,7 @@ async def test_arena_path_matches_the_stream(
     tcp_pairs: list[tuple[socket.socket, socket.socket]],
 ) -> None:
     pump = MediaPump(20)
-    config = IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
+    config = g711_config_for_tests()
     owners: list[_Owner] = []
     ingests: list[IngestConnection] = []
     servers: list[socket.socket] = []
@@ -215,14 +215,14 @@ async def test_arena_path_matches_the_stream(
     assert pump.stats.sockets == 2
 
 
-def _ingest_socket(pump: MediaPump, client: socket.socket,
-                   config: IngestConfig) -> tuple[MediaSocket, IngestConnection, _Owner]:
+def _ingest_socket(pump: MediaPump, client: socket.socket, config: IngestConfig,
+                   owner: _Owner | None = None) -> tuple[MediaSocket, IngestConnection, _Owner]:
     """A media socket past its handshakes, on the native ingest path, registered."""
     media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
     media._ws = _open_client()
     ingest = IngestConnection(config)
     media.start_data_phase(ingest)
-    owner = _Owner()
+    owner = owner or _Owner()
     pump.register(media, owner)
     return media, ingest, owner
 
@@ -240,16 +240,11 @@ async def test_arena_path_calls_again_when_the_records_fill_up(
     every socket in order, and the audio after them lands in the rings."""
     pump = MediaPump(20)
     pump._batch = IngestBatch(max_connections=8, max_records=2)
-    config = IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
+    config = g711_config_for_tests()
     owners: list[_Owner] = []
     ingests: list[IngestConnection] = []
     for _, client in tcp_pairs:
-        media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
-        media._ws = _open_client()
-        ingest = IngestConnection(config)
-        media.start_data_phase(ingest)
-        owner = _Owner()
-        pump.register(media, owner)
+        _, ingest, owner = _ingest_socket(pump, client, config)
         owners.append(owner)
         ingests.append(ingest)
     pump.sweep()
@@ -274,7 +269,7 @@ async def test_audio_is_announced_only_when_a_reader_asks(
     the socket's doorbell rang (a reader registered on a notifier): no Python call per
     message while nobody waits, and no lost wake-up when someone does."""
     pump = MediaPump(20)
-    config = IngestConfig(codec=Codec.PCMA, content_type=ContentType.RTP, input_rate_hz=8000)
+    config = g711_config_for_tests()
     server, client = tcp_pairs[0]
     media, ingest, owner = _ingest_socket(pump, client, config)
     notifier = owner.notifier = RingNotifier()
@@ -321,10 +316,7 @@ async def test_output_the_kernel_did_not_take_is_sent_by_later_sweeps(
     server, client = tcp_pairs[0]
     client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     pump = MediaPump(20)
-    media = MediaSocket(client, "ws://127.0.0.1/", None, None, None, 1 << 20)
-    media._ws = _open_client()
-    media.start_data_phase(IngestConnection(g711_config_for_tests()))
-    pump.register(media, _Owner())
+    media, _, _ = _ingest_socket(pump, client, g711_config_for_tests())
     pump.sweep()
     payload = bytes(range(256)) * 64  # 16 KiB per message
     for _ in range(32):
@@ -395,9 +387,7 @@ async def test_sweep_lag_is_measured(
             time.sleep(0.06)
 
     owner = _SlowOwner()
-    media, _, _ = _ingest_socket(pump, client, g711_config_for_tests())
-    pump.unregister(media)
-    pump.register(media, owner)
+    _ingest_socket(pump, client, g711_config_for_tests(), owner)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump.run)
         await trio.sleep(0.1)
