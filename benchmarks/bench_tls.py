@@ -4,7 +4,9 @@ A record is what one 20 ms audio message inside a WebSocket frame costs on the w
 The anchor is the data plane's Python loop (rtms_fast.pump's ``_decrypt_inputs``): per
 socket ``incoming.write(...)`` then ``sslobj.read(n, buffer)`` while bytes are pending,
 on ``ssl.SSLObject`` + ``MemoryBIO``. The subjects: ``rtms_tls_decrypt_batch``, one C call
-for the whole sweep, and the same Python loop over ``NativeTLSObject`` (the drop-in).
+for the whole sweep, with the own TLS 1.3 record layer (one AEAD call per record) and with
+OpenSSL's ``SSL_read`` per record, and the same Python loop over ``NativeTLSObject`` (the
+drop-in).
 
 Every round decrypts fresh records (a TLS record decrypts once), made by Python TLS
 servers outside the timing; the peers run TLS 1.3 with the same cipher suite on both
@@ -84,12 +86,13 @@ def tls_setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"ca_file": ca_file, "server_ctx": server_ctx, "payloads": payloads}
 
 
-def _native_peers(setup: dict[str, Any]) -> list[Peer]:
-    ctx = NativeTLSContext(setup["ca_file"])
+def _native_peers(setup: dict[str, Any], own_records: bool = True) -> list[Peer]:
+    ctx = NativeTLSContext(setup["ca_file"], own_records=own_records)
     peers = []
     for payload in setup["payloads"]:
         obj = ctx.wrap("localhost")
         peers.append(Peer(obj, obj.incoming, obj.outgoing, setup["server_ctx"], payload))
+        assert obj.own_records is own_records
     return peers
 
 
@@ -180,10 +183,12 @@ def test_decrypt_sweep_native_objects(benchmark: Any, tls_setup: dict[str, Any],
                      "NativeTLSObject (drop-in), same Python loop")
 
 
+@pytest.mark.parametrize("layer", ["own-records", "openssl-records"])
 @pytest.mark.parametrize("mode", MODES)
 def test_decrypt_sweep_native_batch(benchmark: Any, tls_setup: dict[str, Any],
-                                    mode: str) -> None:
-    peers = _native_peers(tls_setup)
+                                    mode: str, layer: str) -> None:
+    own = layer == "own-records"
+    peers = _native_peers(tls_setup, own_records=own)
     next_sweep = _sweeps(peers, mode)
     n = len(peers)
     # numpy-backed arrays, as the data plane holds them
@@ -215,8 +220,10 @@ def test_decrypt_sweep_native_batch(benchmark: Any, tls_setup: dict[str, Any],
                                               p_offsets, p_out_lens, p_status))
 
     benchmark.group = f"{GROUP}-{mode}"
-    benchmark.extra_info.update(items=SOCKETS, unit="messages", role="subject",
-                                what="rtms_tls_decrypt_batch, one call per sweep")
+    benchmark.extra_info.update(
+        items=SOCKETS, unit="messages", role="subject",
+        what="rtms_tls_decrypt_batch, one call per sweep, "
+             + ("own TLS 1.3 record layer" if own else "OpenSSL SSL_read per record"))
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, warmup_rounds=1, iterations=1)
     assert (status == STATUS_OK).all()
     assert (out_lens == RECORD).all()

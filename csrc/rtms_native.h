@@ -643,6 +643,19 @@ const char *rtms_tls_library_version(void);
 rtms_tls_ctx *rtms_tls_ctx_new(const char *ca_file, int verify, char *err, size_t err_cap);
 /* Drop the creator's reference; conns made from ctx keep it alive. NULL is a no-op. */
 void rtms_tls_ctx_free(rtms_tls_ctx *ctx);
+/* Whether connections made from ctx from now on receive TLS 1.3 with the own record
+   layer (on != 0, the default) or through OpenSSL's SSL_read. The own layer takes the
+   server's traffic secret when the handshake completes (AES-128-GCM, AES-256-GCM and
+   ChaCha20-Poly1305 suites) and then parses and decrypts records itself: one AEAD
+   call per record, no per-record SSL machinery. Sending stays with OpenSSL. */
+void rtms_tls_ctx_set_own_records(rtms_tls_ctx *ctx, int on);
+/* 1 when conn's received records are decrypted by the own record layer. */
+int rtms_tls_own_records(const rtms_tls_conn *c);
+/* The TLS 1.3 cipher suites offered, in order (OpenSSL's syntax, e.g.
+   "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"): RTMS_TLS_OK, or
+   RTMS_TLS_ERROR with the reason in err when none of them is known. */
+int rtms_tls_ctx_set_ciphersuites(rtms_tls_ctx *ctx, const char *suites, char *err,
+                                  size_t err_cap);
 /* A connection to server_hostname: a DNS name (sent as SNI, checked against the
    certificate) or an IP address (checked, no SNI). May be NULL only when the ctx
    does not verify. NULL on failure, with the reason in err. */

@@ -260,6 +260,12 @@ def tls(rng: random.Random) -> None:
         assert ctx != ffi.NULL, ffi.string(err)
         assert lib.rtms_tls_ctx_new(b"/nonexistent.pem", 1, err, 40) == ffi.NULL
     ctx = ffi.gc(ctx, lib.rtms_tls_ctx_free)
+    # a second context whose connections receive through OpenSSL's SSL_read, not the own
+    # TLS 1.3 record layer; both take the same beating below
+    ctx_openssl = ffi.gc(lib.rtms_tls_ctx_new(str(path).encode(), 1, err, lib.RTMS_TLS_ERR_CAP),
+                         lib.rtms_tls_ctx_free)
+    lib.rtms_tls_ctx_set_own_records(ctx_openssl, 0)
+    assert lib.rtms_tls_ctx_set_ciphersuites(ctx, b"nonsense", err, 40) == lib.RTMS_TLS_ERROR
     # failures: a wrong name, an IP mismatch, garbage from the server
     for host in (b"wrong.example", b"127.0.0.9"):
         assert not TLSLink(ctx, servers[0], host).handshake()
@@ -269,12 +275,14 @@ def tls(rng: random.Random) -> None:
     assert lib.rtms_tls_handshake(junk.conn) == lib.RTMS_TLS_ERROR
 
     def fresh() -> TLSLink:
-        link = TLSLink(ctx, rng.choice(servers), rng.choice([b"localhost", b"127.0.0.1"]))
+        link = TLSLink(rng.choice([ctx, ctx_openssl]), rng.choice(servers),
+                       rng.choice([b"localhost", b"127.0.0.1"]))
         assert link.handshake()
+        seen["own records"] += lib.rtms_tls_own_records(link.conn)
         return link
 
+    seen = dict.fromkeys(["more", "output", "closed", "error", "plaintext", "own records"], 0)
     links = [fresh() for _ in range(8)]
-    seen = dict.fromkeys(["more", "output", "closed", "error", "plaintext"], 0)
     for _round in range(400):
         inputs = []
         for link in links:

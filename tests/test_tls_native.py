@@ -83,11 +83,13 @@ def server(request: pytest.FixtureRequest, server13: ssl.SSLContext,
     return server13 if request.param == "TLSv1.3" else server12
 
 
-@pytest.fixture(scope="module")
-def client(ca_file: str) -> NativeTLSContext:
+@pytest.fixture(scope="module", params=["own-records", "openssl-records"])
+def client(request: pytest.FixtureRequest, ca_file: str) -> NativeTLSContext:
+    """Every test runs on both receive paths: the own TLS 1.3 record layer and
+    OpenSSL's SSL_read (TLS 1.2 takes the latter either way)."""
     if not native_tls_available():
         pytest.skip("no OpenSSL in this build")
-    return NativeTLSContext(ca_file)
+    return NativeTLSContext(ca_file, own_records=request.param == "own-records")
 
 
 class Link:
@@ -798,3 +800,105 @@ def test_native_handle_is_the_conn(link: Link) -> None:
     assert ffi.typeof(handle) is ffi.typeof("rtms_tls_conn *")
     assert lib.rtms_tls_handshake_done(handle) == 1
     assert isinstance(link.client, NativeTLSObject)
+
+
+# ---- the own TLS 1.3 record layer ----------------------------------------------------------------
+@requires_tls
+@pytest.mark.parametrize("own", [True, False])
+def test_own_record_layer_is_chosen_for_tls13_only(own: bool, ca_file: str,
+                                                   server13: ssl.SSLContext,
+                                                   server12: ssl.SSLContext) -> None:
+    ctx = NativeTLSContext(ca_file, own_records=own)
+    assert ctx.own_records is own
+    fresh = ctx.wrap("localhost")
+    assert not fresh.own_records  # decided when the handshake completes
+    assert Link(ctx, server13).handshake().client.own_records is own
+    assert not Link(ctx, server12).handshake().client.own_records
+
+
+TLS13_SUITES = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                "TLS_CHACHA20_POLY1305_SHA256"]
+
+
+@requires_tls
+@pytest.mark.parametrize("suite", TLS13_SUITES)
+def test_every_tls13_suite(suite: str, ca_file: str, server13: ssl.SSLContext) -> None:
+    """Each suite the own layer implements: records of every size, cut anywhere, through
+    both the batch and single reads, across key updates in both directions."""
+    ctx = NativeTLSContext(ca_file, tls13_ciphersuites=suite)
+    link = Link(ctx, server13).handshake()
+    assert link.client.own_records
+    assert link.server.cipher()[0] == suite  # type: ignore[index]
+    rng = random.Random(suite)
+    sent, got, held = bytearray(), bytearray(), b""
+    for round_ in range(40):
+        for _ in range(rng.randrange(1, 4)):
+            msg = rng.randbytes(rng.choice([0, 1, 17, 500, 16384, 16385, 40000]))
+            sent += msg
+            if msg:
+                link.server.write(msg)
+        if round_ % 10 == 9:  # the client rekeys, the server answers with its own KeyUpdate
+            link.client.key_update(request_peer=True)
+            link.s_in.write(link.client.outgoing.read())
+            with contextlib.suppress(ssl.SSLWantReadError):
+                link.server.read(1)
+        wire = held + link.s_out.read()
+        cut = rng.randrange(len(wire) + 1)
+        held = wire[cut:]
+        if round_ % 2:
+            out = bytearray(rng.choice([100, 20000, 100000]))
+            (off, n, st), = decrypt_batch([link.client], [wire[:cut]], out)
+            assert st & ~STATUS_MORE == STATUS_OK
+            got += out[off:off + n]
+        else:
+            link.client.incoming.write(wire[:cut])
+        with contextlib.suppress(ssl.SSLWantReadError):
+            while True:
+                got += link.client.read(rng.choice([1, 1000, 1 << 16]))
+    link.client.incoming.write(held + link.s_out.read())
+    with contextlib.suppress(ssl.SSLWantReadError):
+        while True:
+            got += link.client.read(1 << 16)
+    assert got == sent
+    assert link.client.own_records
+
+
+@requires_tls
+def test_unknown_suite_is_refused(ca_file: str) -> None:
+    with pytest.raises(ssl.SSLError, match="cipher suite"):
+        NativeTLSContext(ca_file, tls13_ciphersuites="TLS_NOT_A_SUITE")
+
+
+@requires_tls
+def test_fatal_alert_from_the_peer(client: NativeTLSContext, server13: ssl.SSLContext) -> None:
+    """The server refuses a record of ours: its alert ends the connection with the reason."""
+    links = [Link(client, server13).handshake() for _ in range(2)]
+    links[0].client.write(b"tampered with")
+    bad = bytearray(links[0].client.outgoing.read())
+    bad[-3] ^= 0x01
+    links[0].s_in.write(bytes(bad))
+    with pytest.raises(ssl.SSLError, match="BAD_RECORD_MAC"):
+        links[0].server.read(100)
+    wires = [links[0].s_out.read(), links[1].server_send(b"unaffected")]
+    out = bytearray(100)
+    res = decrypt_batch([lk.client for lk in links], wires, out)
+    assert res[0][1:] == (0, STATUS_ERROR)
+    assert res[1] == (0, 10, STATUS_OK) and bytes(out[:10]) == b"unaffected"
+    assert "bad record mac" in links[0].client.error_text()
+    assert links[0].client.outgoing.pending == 0  # nothing is sent after a fatal alert
+    with pytest.raises(ssl.SSLError, match="bad record mac"):
+        links[0].client.read()
+
+
+@requires_tls
+def test_records_after_close_notify_stay_unread(client: NativeTLSContext,
+                                                server13: ssl.SSLContext) -> None:
+    link = Link(client, server13).handshake()
+    wire = link.server_send(b"before")
+    with pytest.raises(ssl.SSLWantReadError):
+        link.server.unwrap()
+    wire += link.s_out.read() + b"\x17\x03\x03\x00\x20" + bytes(32)
+    out = bytearray(100)
+    (off, n, st), = decrypt_batch([link.client], [wire], out)
+    assert (n, st) == (6, STATUS_CLOSED) and bytes(out[off:off + n]) == b"before"
+    assert link.client.incoming.pending == 37  # left for whoever reads the socket next

@@ -83,9 +83,10 @@ class Engine:
         self._client_secret = client_secret
         # Media TLS in the native module unless the caller brings its own ssl context
         self.native_tls: NativeTLSContext | None = None
-        if (ssl_context is None and self.settings.tls_backend == "native"
+        if (ssl_context is None and self.settings.tls_backend != "python"
                 and native_tls_available()):
-            self.native_tls = NativeTLSContext(self.settings.ca_file)
+            self.native_tls = NativeTLSContext(
+                self.settings.ca_file, own_records=self.settings.tls_backend == "native")
         if ssl_context is None and self.settings.ca_file is not None:
             ssl_context = ssl.create_default_context(cafile=self.settings.ca_file)
         self._ssl_context = ssl_context

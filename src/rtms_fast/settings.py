@@ -37,7 +37,7 @@ OutputDtypeName = Literal["int16", "float32"]
 MediaModeName = Literal["split", "unified"]
 AudioDataOptName = Literal["multi", "mixed"]
 AudioContentTypeName = Literal["raw", "rtp"]
-TlsBackendName = Literal["native", "python"]
+TlsBackendName = Literal["native", "native-openssl", "python"]
 
 _ENV_PREFIX = "RTMS_FAST_"
 _SUPPORTED_SAMPLE_RATES_HZ = (8000, 16000, 32000, 48000)
@@ -142,11 +142,13 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     ca_file: str | None = None
     #: HTTP CONNECT proxy for outgoing sockets, ``http://host:port`` (``None``: direct).
     proxy: str | None = None
-    #: Who runs TLS on wss:// media sockets: ``native`` (OpenSSL in the native module; the
-    #: pump decrypts every socket of a sweep in one call without the GIL) or ``python``
-    #: (``ssl.SSLObject`` per socket). ``native`` falls back to ``python`` when the module
-    #: was built without OpenSSL or the Engine is given its own ``ssl_context``. Signaling
-    #: always uses Python's ``ssl`` (trio-websocket).
+    #: Who runs TLS on wss:// media sockets: ``native`` (the native module: OpenSSL for the
+    #: handshake and sending, received TLS 1.3 records decrypted by its own record layer,
+    #: every socket of a sweep in one call without the GIL), ``native-openssl`` (the same,
+    #: but every record through OpenSSL's ``SSL_read``: ~4x the CPU per small record) or
+    #: ``python`` (``ssl.SSLObject`` per socket). The native ones fall back to ``python``
+    #: when the module was built without OpenSSL or the Engine is given its own
+    #: ``ssl_context``. Signaling always uses Python's ``ssl`` (trio-websocket).
     tls_backend: TlsBackendName = "native"
 
     # ---- what to ask the server for ------------------------------------------------------

@@ -99,15 +99,23 @@ class NativeTLSContext:
 
     ``ca_file``: PEM file of trusted CAs; ``None`` uses the system's default CA
     paths. ``verify=False`` accepts any certificate for any name (tests only).
+    ``own_records``: after a TLS 1.3 handshake, decrypt received records with the own
+    record layer (csrc/tls.c: one AEAD call per record, keys from OpenSSL's key log
+    callback) instead of ``SSL_read``; OpenSSL still sends. ~4x less CPU per small
+    record over many connections (``benchmarks/bench_tls.py``). TLS 1.2 always goes
+    through OpenSSL. ``tls13_ciphersuites``: the TLS 1.3 suites offered, OpenSSL's
+    syntax (default: OpenSSL's list).
     Raises ``ssl.SSLError`` (OpenSSL's reason in the message) when the CA file
-    cannot be loaded, ``NativeTLSUnavailableError`` without OpenSSL.
+    cannot be loaded or no suite is usable, ``NativeTLSUnavailableError`` without OpenSSL.
     """
 
-    __slots__ = ("_ctx", "ca_file", "verify")
+    __slots__ = ("_ctx", "ca_file", "own_records", "verify")
 
-    def __init__(self, ca_file: str | os.PathLike[str] | None = None, verify: bool = True) -> None:
+    def __init__(self, ca_file: str | os.PathLike[str] | None = None, verify: bool = True,
+                 *, own_records: bool = True, tls13_ciphersuites: str | None = None) -> None:
         self.ca_file = None if ca_file is None else os.fspath(ca_file)
         self.verify = bool(verify)
+        self.own_records = bool(own_records)
         err = ffi.new("char[]", _ERR_CAP)
         path = ffi.NULL if self.ca_file is None else os.fsencode(self.ca_file)
         ctx = lib.rtms_tls_ctx_new(path, int(self.verify), err, _ERR_CAP)
@@ -115,6 +123,10 @@ class NativeTLSContext:
             cls = NativeTLSUnavailableError if not native_tls_available() else ssl.SSLError
             raise cls(ssl.SSL_ERROR_SSL, _text(err))
         self._ctx = ffi.gc(ctx, lib.rtms_tls_ctx_free)
+        lib.rtms_tls_ctx_set_own_records(self._ctx, int(self.own_records))
+        if tls13_ciphersuites is not None and lib.rtms_tls_ctx_set_ciphersuites(
+                self._ctx, tls13_ciphersuites.encode("ascii"), err, _ERR_CAP) != _OK:
+            raise ssl.SSLError(ssl.SSL_ERROR_SSL, _text(err))
 
     @property
     def verify_mode(self) -> ssl.VerifyMode:
@@ -311,6 +323,12 @@ class NativeTLSObject:
     # ---- beyond ssl.SSLObject ---------------------------------------------------------
     def handshake_done(self) -> bool:
         return bool(lib.rtms_tls_handshake_done(self._conn))
+
+    @property
+    def own_records(self) -> bool:
+        """True once received records are decrypted by the own TLS 1.3 record layer
+        (decided when the handshake completes; see ``NativeTLSContext``)."""
+        return bool(lib.rtms_tls_own_records(self._conn))
 
     def key_update(self, request_peer: bool = True) -> None:
         """TLS 1.3: queue a KeyUpdate into ``outgoing`` (``request_peer``: the peer

@@ -133,7 +133,7 @@ async def test_audio_is_bit_exact_per_participant_and_events_in_order(
         assert {e.participant for e in started} == set(keys)
 
 
-@pytest.mark.parametrize("tls_backend", ["native", "python"])
+@pytest.mark.parametrize("tls_backend", ["native", "native-openssl", "python"])
 async def test_g711_over_wss_unified_mode(tls_backend: str) -> None:
     cfg = SimConfig(sessions=1, participants=1, duration_s=0.4, tls=True, mode="unified",
                     keepalive_interval_s=0.2, seed=3)
@@ -144,16 +144,20 @@ async def test_g711_over_wss_unified_mode(tls_backend: str) -> None:
                                   tls_backend=tls_backend, **FAST)  # type: ignore[arg-type]
         async with Engine(settings) as engine:
             assert (engine.native_tls is not None) == (
-                tls_backend == "native" and native_tls_available())
+                tls_backend != "python" and native_tls_available())
             engine.start_session(_spec(sim))
             session = engine.sessions()[0]
             with trio.fail_after(10):
                 await engine.wait_idle()
         assert engine.pump is not None
         native_reads = engine.pump.stats.native_tls_reads
+        own_record_sockets = engine.pump.stats.own_record_sockets
     assert session.outcome is not None and session.outcome.outcome == "ended"
     assert session.stats().keepalives_answered > 0
     assert (native_reads > 0) == (engine.native_tls is not None)
+    # the simulator speaks TLS 1.3: the own record layer takes its media socket
+    assert own_record_sockets == (1 if engine.native_tls is not None
+                                  and tls_backend == "native" else 0)
     got = session.ring(str(participant_id(0))).read_copy()
     assert len(got) == 8000 * 4 // 10
     np.testing.assert_array_equal(got, _expected_pcm(3, 0, 0, 2, len(got)))

@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send-rate", type=int, default=20)
     parser.add_argument("--ca-file", default=None)
     parser.add_argument("--sweep-ms", type=float, default=20.0)
-    parser.add_argument("--tls-backend", choices=["native", "python"], default="native")
+    parser.add_argument("--tls-backend", choices=["native", "native-openssl", "python"],
+                        default="native")
     parser.add_argument("--deadline-s", type=float, default=120.0)
     args = parser.parse_args(argv)
     runner = {"naive": run_naive, "engine": run_engine, "sdk": run_sdk}[args.kind]

@@ -30,7 +30,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--participants", type=int, default=1)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--sweep-ms", type=float, default=20.0)
-    p.add_argument("--tls-backend", choices=["native", "python"], default="native",
+    p.add_argument("--tls-backend", choices=["native", "native-openssl", "python"],
+                   default="native",
                    help="load/compare with --tls: who runs the engine's media TLS")
     p.add_argument("--clients", default="engine,sdk,naive",
                    help="compare: which clients, comma-separated")
