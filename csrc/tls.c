@@ -302,12 +302,20 @@ void rtms_tls_ctx_free(rtms_tls_ctx *ctx)
     free(ctx);
 }
 
-void rtms_tls_ctx_set_own_records(rtms_tls_ctx *ctx, int on) { ctx->own_records = on != 0; }
+void rtms_tls_ctx_set_own_records(rtms_tls_ctx *ctx, int on)
+{
+    if (ctx != NULL)
+        ctx->own_records = on != 0;
+}
 
 int rtms_tls_ctx_set_ciphersuites(rtms_tls_ctx *ctx, const char *suites, char *err,
                                   size_t err_cap)
 {
     char text[RTMS_TLS_ERR_CAP];
+    if (ctx == NULL || suites == NULL) {
+        copy_text(err, err_cap, "no TLS context or no suites");
+        return RTMS_TLS_ERROR;
+    }
     clear_errors();
     if (SSL_CTX_set_ciphersuites(ctx->ssl_ctx, suites) == 1)
         return RTMS_TLS_OK;

@@ -258,13 +258,15 @@ def tls(rng: random.Random) -> None:
         ca.cert_pem.write_to_path(str(path))
         ctx = lib.rtms_tls_ctx_new(str(path).encode(), 1, err, lib.RTMS_TLS_ERR_CAP)
         assert ctx != ffi.NULL, ffi.string(err)
+        # a second context whose connections receive through OpenSSL's SSL_read, not the
+        # own TLS 1.3 record layer; both take the same beating below
+        raw_openssl = lib.rtms_tls_ctx_new(str(path).encode(), 1, err, lib.RTMS_TLS_ERR_CAP)
+        assert raw_openssl != ffi.NULL, ffi.string(err)
         assert lib.rtms_tls_ctx_new(b"/nonexistent.pem", 1, err, 40) == ffi.NULL
     ctx = ffi.gc(ctx, lib.rtms_tls_ctx_free)
-    # a second context whose connections receive through OpenSSL's SSL_read, not the own
-    # TLS 1.3 record layer; both take the same beating below
-    ctx_openssl = ffi.gc(lib.rtms_tls_ctx_new(str(path).encode(), 1, err, lib.RTMS_TLS_ERR_CAP),
-                         lib.rtms_tls_ctx_free)
+    ctx_openssl = ffi.gc(raw_openssl, lib.rtms_tls_ctx_free)
     lib.rtms_tls_ctx_set_own_records(ctx_openssl, 0)
+    lib.rtms_tls_ctx_set_own_records(ffi.NULL, 0)  # ignored
     assert lib.rtms_tls_ctx_set_ciphersuites(ctx, b"nonsense", err, 40) == lib.RTMS_TLS_ERROR
     # failures: a wrong name, an IP mismatch, garbage from the server
     for host in (b"wrong.example", b"127.0.0.9"):
