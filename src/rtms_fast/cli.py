@@ -43,6 +43,8 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--binary-frames", action="store_true", help="JSON in binary frames")
     p.add_argument("--pretty", action="store_true", help="tab-indented JSON")
     p.add_argument("--keepalive-interval", type=float, default=15.0)
+    p.add_argument("--keepalive-sockets", choices=["all", "signaling", "media"], default="all",
+                   help="which sockets get keep-alive requests (for measurements)")
     p.add_argument("--media-timeout", type=float, default=65.0)
     p.add_argument("--signaling-timeout", type=float, default=60.0)
     p.add_argument("--join-timeout", type=float, default=60.0,
@@ -73,7 +75,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         client_secret=args.client_secret, tls=args.tls, ca_file=args.ca_file,
         seed=args.seed, product=args.product, binary_frames=args.binary_frames,
         pretty=args.pretty, keepalive_interval_s=args.keepalive_interval,
-        media_timeout_s=args.media_timeout, signaling_timeout_s=args.signaling_timeout,
+        keepalive_sockets=args.keepalive_sockets, media_timeout_s=args.media_timeout,
+        signaling_timeout_s=args.signaling_timeout,
         join_timeout_s=args.join_timeout, session_state_updates=args.session_state_updates,
         random_fault_rate_hz=args.random_faults, tick_ms=args.tick_ms,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import trio
 
 from conftest import (
@@ -36,6 +37,45 @@ async def test_keepalive_sequence_on_every_socket() -> None:
             await trio.sleep(0.2)
         assert sim.counters.keepalive_timeouts == 0
         assert sim.counters.keepalive_answers >= 6
+
+
+async def _requests_seen(ws: object, seconds: float) -> int:
+    """Keep-alive requests that arrive on ws within seconds (each answered)."""
+    seen = 0
+    with trio.move_on_after(seconds):
+        while True:
+            msg = json.loads(await ws.get_message())  # type: ignore[attr-defined]
+            if msg["msg_type"] == 12:
+                seen += 1
+                await ws.send_message(json.dumps(  # type: ignore[attr-defined]
+                    {"msg_type": 13, "sequence": msg["sequence"], "timestamp": msg["timestamp"]}))
+    return seen
+
+
+@pytest.mark.parametrize("which", ["signaling", "media"])
+async def test_keepalive_on_one_kind_of_socket(which: str) -> None:
+    """keepalive_sockets limits the requests to one kind of socket (for measuring the
+    cost of each); the other kind gets none."""
+    config = fast_config(keepalive_interval_s=0.05, keepalive_sockets=which, duration_s=10)
+    seen: dict[str, int] = {}
+    async with run_simulator(config) as sim:
+        session = sim.sessions[0]
+        async with ws_connect(sim, sim.signaling_url) as sig, \
+                ws_connect(sim, sim.media_urls()["audio"]) as media:
+            await signaling_handshake(sim, sig, session)
+            await media_handshake(sim, media, session, 1)
+
+            async def count(name: str, ws: object) -> None:
+                seen[name] = await _requests_seen(ws, 0.4)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(count, "signaling", sig)
+                nursery.start_soon(count, "media", media)
+        assert (seen["signaling"] > 0, seen["media"] > 0) == (
+            which == "signaling", which == "media")
+    with pytest.raises(ValueError, match="keepalive_sockets"):
+        async with run_simulator(fast_config(keepalive_sockets="both")):
+            pass
 
 
 async def test_silent_media_socket_is_closed() -> None:

@@ -147,6 +147,8 @@ class SimConfig:
     binary_frames: bool = False  # JSON in binary frames instead of text frames
     pretty: bool = False  # tab-indented JSON like the official servers' JsonCpp output
     keepalive_interval_s: float = 15.0
+    #: Which sockets get keep-alive requests: all, signaling or media (measurements).
+    keepalive_sockets: str = "all"
     media_timeout_s: float = 65.0
     signaling_timeout_s: float = 60.0
     join_timeout_s: float = 60.0  # a session nobody joins ends after this
@@ -398,6 +400,8 @@ class Simulator:
             raise ValueError("send_rate_ms must be a multiple of 20 in 20..1000")
         if config.tick_ms not in (5, 10, 20):
             raise ValueError("tick_ms must be 5, 10 or 20")
+        if config.keepalive_sockets not in ("all", "signaling", "media"):
+            raise ValueError("keepalive_sockets must be 'all', 'signaling' or 'media'")
         if config.rate_hz not in src.RATE_CODE_BY_HZ:
             raise ValueError(f"rate_hz must be one of {sorted(src.RATE_CODE_BY_HZ)}")
         if config.sessions < 0 or config.participants < 0:
@@ -1491,7 +1495,8 @@ class Simulator:
                 continue
             if session.stalled_until > now or session.ka_silent_until > now:
                 continue
-            if now - peer.last_ka_sent >= cfg.keepalive_interval_s:
+            if now - peer.last_ka_sent >= cfg.keepalive_interval_s and (
+                    cfg.keepalive_sockets in ("all", peer.role)):
                 peer.last_ka_sent = now
                 peer.ka_sequence += 1
                 self._send_json(peer, {"msg_type": int(MsgType.KEEP_ALIVE_REQ),

@@ -1,0 +1,114 @@
+"""Engine CPU per keep-alive answered, signaling socket against media socket.
+
+150 idle sessions (nobody talks) against the simulator in another process, which sends
+keep-alive requests every 0.5 s on one kind of socket only (``--keepalive-sockets``).
+The anchor is the same engine with no keep-alives at all, measured in the same run: a
+case's figure is its extra CPU over the anchor's, divided by the keep-alives answered.
+The signaling answer goes through trio-websocket (a reader task, a message channel, the
+session's task, a locked send); the media answer is written from the pump's sweep.
+Each case runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import trio
+
+from rtms_fast import Engine, EngineSettings, SessionSpec
+
+SESSIONS = 150
+INTERVAL_S = 0.5
+WINDOW_S = 5.0
+GROUP = "keepalive-cpu"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measure(which: str) -> dict[str, Any]:
+    """which: "none" (the anchor), "signaling" or "media"."""
+    interval = 3600.0 if which == "none" else INTERVAL_S
+    cmd = [sys.executable, "-m", "rtms_fast", "simulate", "--sessions", str(SESSIONS),
+           "--duration", str(WINDOW_S + 40), "--codec", "pcma", "--join-timeout", "60",
+           "--participants", "0", "--keepalive-interval", str(interval),
+           "--keepalive-sockets", "all" if which == "none" else which]
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert sim.stdout is not None
+        payloads = [json.loads(sim.stdout.readline())["payload"] for _ in range(SESSIONS)]
+        settings = EngineSettings(
+            media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
+            audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=SESSIONS + 1,
+            keepalive_timeout_s=120.0)
+        out: dict[str, Any] = {}
+
+        async def main() -> None:
+            async with Engine(settings, client_id="client", client_secret="secret") as engine:
+                for p in payloads:
+                    engine.start_session(SessionSpec(
+                        rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
+                        server_urls=p["server_urls"], client_id="client",
+                        client_secret="secret"))
+                with trio.fail_after(60):
+                    while engine.stats().sessions_by_state.get("streaming", 0) < SESSIONS:
+                        await trio.sleep(0.1)
+                await trio.sleep(1.5)
+                answered0, cpu0 = engine.stats().keepalives_answered, _cpu_seconds()
+                wall0 = time.monotonic()
+                await trio.sleep(WINDOW_S)
+                answered = engine.stats().keepalives_answered - answered0
+                out.update(which=which, sessions=SESSIONS, keepalives=answered,
+                           cpu_s=_cpu_seconds() - cpu0, wall_s=time.monotonic() - wall0)
+                for session in engine.sessions():
+                    session.close()
+
+        trio.run(main)
+        return out
+    finally:
+        sim.kill()
+        sim.wait()
+        if sim.stdout is not None:
+            sim.stdout.close()
+
+
+def _measure_in_child(which: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, which], capture_output=True, text=True,
+                          timeout=240, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"keep-alive measurement failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.fixture(scope="module")
+def anchor() -> dict[str, Any]:
+    result = _measure_in_child("none")
+    assert result["keepalives"] == 0
+    return result
+
+
+@pytest.mark.parametrize("which", ["signaling", "media"])
+def test_cpu_per_keepalive(benchmark: Any, anchor: dict[str, Any], which: str) -> None:
+    benchmark.group = GROUP
+    result = benchmark.pedantic(_measure_in_child, args=(which,), rounds=1, iterations=1)
+    # about one per socket of that kind per interval, over the window
+    assert result["keepalives"] >= SESSIONS * WINDOW_S / INTERVAL_S * 0.8
+    idle_rate = anchor["cpu_s"] / anchor["wall_s"]
+    extra = result["cpu_s"] - idle_rate * result["wall_s"]
+    result.update(anchor_cpu_cores=round(idle_rate, 4),
+                  cpu_us_per_keepalive=round(extra / result["keepalives"] * 1e6, 1))
+    benchmark.extra_info.update(result)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    print(json.dumps(_measure(sys.argv[1])))
