@@ -980,14 +980,16 @@ static void rx_batch_one(rtms_tls_conn *c, const uint8_t *in, size_t in_len, uin
         *pos += rx_take_plain(c, out + *pos, cap - *pos);
         full = c->rx_plain_len > 0;
     }
-    if (c->state == FAILED)
+    if (c->state != LIVE) { /* closed or failed earlier: nothing more is read */
+        *more = c->rx_plain_len > 0;
         return;
-    if (c->state != LIVE || full || c->rx_len > 0) {
+    }
+    if (full || c->rx_len > 0) {
         if (!rx_append(c, in, in_len)) {
             rx_fail(c, NULL, 0, "cannot buffer the input (out of memory)");
             return;
         }
-        if (c->state == LIVE && !full)
+        if (!full)
             rx_consume(c, rx_records(c, c->rx_buf, c->rx_len, out, cap, pos, &full));
     } else {
         size_t used = rx_records(c, in, in_len, out, cap, pos, &full);
