@@ -8,7 +8,10 @@
  *
  * Each connection is an OpenSSL SSL whose read side is a memory BIO we fill
  * (rtms_tls_feed) and whose write side is a memory BIO we drain
- * (rtms_tls_take_output): the sockets stay in the caller's hands.
+ * (rtms_tls_take_output): the sockets stay in the caller's hands. Once a TLS 1.3
+ * handshake is complete, received records skip OpenSSL: the own record layer below
+ * ("The own record layer") decrypts them with the server's traffic secret, which
+ * OpenSSL hands over through its key log callback; OpenSSL keeps sending.
  *
  * The OpenSSL error queue is per thread and shared with Python's ssl module
  * (same libssl), so every entry point clears it before an operation whose
