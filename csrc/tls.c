@@ -609,11 +609,13 @@ static void rx_take_over(rtms_tls_conn *c)
         c->rx_md = EVP_sha384();
         c->rx_key_len = 32;
         break;
+#if !defined(OPENSSL_NO_CHACHA) && !defined(OPENSSL_NO_POLY1305)
     case 0x1303: /* TLS_CHACHA20_POLY1305_SHA256 */
         cipher = EVP_chacha20_poly1305();
         c->rx_md = EVP_sha256();
         c->rx_key_len = 32;
         break;
+#endif
     default:
         goto decline;
     }
