@@ -325,4 +325,6 @@ class Engine:
             gc_longest_pause_ms=self.gc_stats.longest_full_collection_s * 1000.0,
             pump_max_sweep_lag_ms=pump.max_sweep_lag_s * 1000.0 if pump is not None else 0.0,
             pump_late_sweeps=pump.late_sweeps if pump is not None else 0,
+            tls_native_sockets=pump.native_tls_sockets if pump is not None else 0,
+            tls_own_record_sockets=pump.own_record_sockets if pump is not None else 0,
         )

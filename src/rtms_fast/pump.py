@@ -720,7 +720,8 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 
 class PumpStatistics:
     __slots__ = ("bytes", "idle_skipped", "late_sweeps", "max_sweep_lag_s", "messages",
-                 "native_tls_reads", "own_record_sockets", "socket_failures", "sockets",
+                 "native_tls_reads", "native_tls_sockets", "own_record_sockets",
+                 "socket_failures", "sockets",
                  "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
@@ -731,7 +732,8 @@ class PumpStatistics:
         self.sockets = 0
         self.sweep_seconds = 0.0
         self.native_tls_reads = 0  # socket reads decrypted by rtms_tls_decrypt_batch
-        self.own_record_sockets = 0  # native TLS sockets on the own TLS 1.3 record layer
+        self.native_tls_sockets = 0  # sockets registered with a NativeTLSObject
+        self.own_record_sockets = 0  # of those, on the own TLS 1.3 record layer
         self.socket_failures = 0  # sockets closed because handling them raised (_contain)
         # How far behind its schedule a sweep started: the latency the engine adds beyond
         # the sweep interval. Late: more than one interval behind (ticks were skipped).
@@ -882,8 +884,9 @@ class MediaPump:
         tls = media_socket._ssl
         self._tls_by_fd[fd] = (int(ffi.cast("uintptr_t", tls.native_handle))
                                if isinstance(tls, NativeTLSObject) else 0)
-        if isinstance(tls, NativeTLSObject) and tls.own_records:
-            self.stats.own_record_sockets += 1
+        if isinstance(tls, NativeTLSObject):
+            self.stats.native_tls_sockets += 1
+            self.stats.own_record_sockets += tls.own_records
         media_socket._pump = self
         media_socket._pump_fd = fd
         self._audio_targets[fd] = (owner.on_audio_ingested, media_socket)

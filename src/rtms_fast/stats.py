@@ -100,6 +100,10 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     #: interval), in ms, and the sweeps that ran a whole interval or more late.
     pump_max_sweep_lag_ms: float = 0.0
     pump_late_sweeps: int = 0
+    #: Media sockets read natively through TLS so far, and those of them whose records the
+    #: own TLS 1.3 record layer decrypted (``EngineSettings.tls_backend``).
+    tls_native_sockets: int = 0
+    tls_own_record_sockets: int = 0
 
 
 class SessionCounters:

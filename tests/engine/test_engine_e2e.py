@@ -151,13 +151,14 @@ async def test_g711_over_wss_unified_mode(tls_backend: str) -> None:
                 await engine.wait_idle()
         assert engine.pump is not None
         native_reads = engine.pump.stats.native_tls_reads
-        own_record_sockets = engine.pump.stats.own_record_sockets
+        stats = engine.stats()
     assert session.outcome is not None and session.outcome.outcome == "ended"
     assert session.stats().keepalives_answered > 0
     assert (native_reads > 0) == (engine.native_tls is not None)
     # the simulator speaks TLS 1.3: the own record layer takes its media socket
-    assert own_record_sockets == (1 if engine.native_tls is not None
-                                  and tls_backend == "native" else 0)
+    assert stats.tls_native_sockets == (1 if engine.native_tls is not None else 0)
+    assert stats.tls_own_record_sockets == (1 if engine.native_tls is not None
+                                            and tls_backend == "native" else 0)
     got = session.ring(str(participant_id(0))).read_copy()
     assert len(got) == 8000 * 4 // 10
     np.testing.assert_array_equal(got, _expected_pcm(3, 0, 0, 2, len(got)))
