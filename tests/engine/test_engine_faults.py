@@ -80,6 +80,9 @@ async def test_abrupt_media_drop_reconnects_and_counts_the_gap(native_ingest: bo
             if tls and native_tls_available():  # media TLS ran natively, before and after
                 assert engine.native_tls is not None and engine.pump is not None
                 assert engine.pump.stats.native_tls_reads > 0
+                # both media connections, the first and the reconnected one, on the own
+                # TLS 1.3 record layer
+                assert engine.stats().tls_own_record_sockets == 2
     stats = session.stats()
     assert session.outcome is not None and session.outcome.outcome == "ended"
     assert stats.reconnects == 1
