@@ -30,9 +30,10 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--participants", type=int, default=1)
     p.add_argument("--tls", action="store_true")
     p.add_argument("--sweep-ms", type=float, default=20.0)
-    p.add_argument("--tls-backend", choices=["native", "native-openssl", "python"],
-                   default="native",
-                   help="load/compare with --tls: who runs the engine's media TLS")
+    p.add_argument("--tls-backend", default="native",
+                   help="load/compare with --tls: who runs the engine's media TLS: native, "
+                        "native-openssl or python, or several comma-separated (each one "
+                        "measured in the same series)")
     p.add_argument("--clients", default="engine,sdk,naive",
                    help="compare: which clients, comma-separated")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
@@ -40,7 +41,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--cases", default="", help="kernels/gate: comma-separated case names")
     p.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
     p.add_argument("--update-baseline", action="store_true")
-    p.add_argument("--repeats", type=int, default=3, help="gate: measurements per case")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="gate: measurements per case (default 3); load/compare: rounds of "
+                        "every configuration, interleaved, with medians (default 1)")
     p.add_argument("--threshold", type=float, default=None,
                    help="gate: allowed fractional drop of the ratio (default per case / 0.35)")
     p.set_defaults(func=cmd_bench)
@@ -89,34 +92,63 @@ def _kernels(args: argparse.Namespace) -> int:
 
 
 def _load_like(args: argparse.Namespace, clients: list[str]) -> int:
-    from rtms_fast.bench.load import run_load
-    from rtms_fast.bench.report import load_markdown, load_table, plot_load
+    from rtms_fast.bench.load import TLS_BACKENDS, load_medians, run_load
+    from rtms_fast.bench.report import (
+        load_markdown,
+        load_table,
+        median_markdown,
+        median_table,
+        plot_load,
+    )
 
     ramp = [int(s) for s in str(args.sessions).split(",") if s]
+    backends = [b for b in str(args.tls_backend).split(",") if b]
+    unknown = sorted(set(backends) - set(TLS_BACKENDS))
+    if unknown or not backends:
+        print(f"bench: --tls-backend takes {', '.join(TLS_BACKENDS)} (comma-separated), "
+              f"got {args.tls_backend!r}", file=sys.stderr)
+        return 2
+    repeats = 1 if args.repeats is None else args.repeats
+    if repeats < 1:
+        print("bench: --repeats must be >= 1", file=sys.stderr)
+        return 2
     results = []
-    for sessions in ramp:
-        for client in clients:
-            result = run_load(client, sessions=sessions, duration_s=args.duration,
-                              codec=args.codec, participants=args.participants, tls=args.tls,
-                              sweep_ms=args.sweep_ms, tls_backend=args.tls_backend)
-            results.append(result)
-            if not args.json:
-                print(f"  {client:>7} x {sessions:<5} {result.us_per_msg:8.2f} us/msg "
-                      f"{result.cores_used:6.3f} cores  {result.messages_received}/"
-                      f"{result.messages_sent} msgs", flush=True)
+    # Rounds outermost: the machine's speed drifts, so every configuration gets a run in
+    # each stretch of it instead of all its runs in one.
+    for _round in range(repeats):
+        for sessions in ramp:
+            for client in clients:
+                for backend in (backends if client == "engine" and args.tls else [backends[0]]):
+                    result = run_load(client, sessions=sessions, duration_s=args.duration,
+                                      codec=args.codec, participants=args.participants,
+                                      tls=args.tls, sweep_ms=args.sweep_ms,
+                                      tls_backend=backend)
+                    results.append(result)
+                    if not args.json:
+                        print(f"  {client:>7} x {sessions:<5} {result.tls_label:>14} "
+                              f"{result.us_per_msg:8.2f} us/msg {result.cores_used:6.3f} cores"
+                              f"  {result.messages_received}/{result.messages_sent} msgs",
+                              flush=True)
     args.report_dir.mkdir(parents=True, exist_ok=True)
     latencies = {f"{r.client} x{r.sessions}": r.latency_samples_ms for r in results}
     plots = plot_load(results, args.report_dir, latencies)
     summary: dict[str, Any] = {"runs": [r.as_dict() for r in results]}
     if len(results) == 1:
         summary.update(results[0].as_dict())
+    medians = load_medians(results)
+    if repeats > 1:
+        summary["medians"] = medians
     by_client = {r.client: r for r in results if r.sessions == ramp[-1]}
     if "engine" in by_client:
         ours = by_client["engine"].us_per_msg
         summary["ratios_vs_engine"] = {c: r.us_per_msg / ours for c, r in by_client.items()
                                        if c != "engine" and ours > 0}
+    table, markdown = load_table(results), load_markdown(results)
+    if repeats > 1:
+        table += "\n\nmedians of " + str(repeats) + " rounds\n" + median_table(medians)
+        markdown += f"\n\nMedians of {repeats} rounds:\n\n" + median_markdown(medians)
     _emit(args, f"{args.suite}: {args.codec}, {'wss' if args.tls else 'ws'}",
-          load_table(results), load_markdown(results), summary, plots)
+          table, markdown, summary, plots)
     return 0
 
 
@@ -127,7 +159,8 @@ def _gate(args: argparse.Namespace) -> int:
 
     names = [n for n in args.cases.split(",") if n] or list(GATED_CASES)
     baseline = {} if args.update_baseline else load_baseline(args.baseline)
-    outcomes = run_gate(names, run_case, baseline, repeats=args.repeats,
+    outcomes = run_gate(names, run_case, baseline,
+                        repeats=3 if args.repeats is None else args.repeats,
                         threshold=args.threshold)
     if args.update_baseline:
         save_baseline(args.baseline, outcomes, args.threshold or 0.35)

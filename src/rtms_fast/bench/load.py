@@ -14,17 +14,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from rtms_fast.bench.procstat import cpu_seconds
 from rtms_fast.bench.sampler import SteadyState, steady_state
 from rtms_fast.bench.timing import PairResult
+from rtms_fast.settings import TlsBackendName
 
 CLIENT_KINDS = ("engine", "naive", "sdk")
 
@@ -71,6 +73,37 @@ class LoadResult:
         out = asdict(self)
         del out["latency_samples_ms"]
         return out
+
+
+#: Who may run the engine's media TLS in a load run (EngineSettings.tls_backend).
+TLS_BACKENDS: tuple[str, ...] = get_args(TlsBackendName)
+
+
+def load_medians(results: list[LoadResult]) -> list[dict[str, Any]]:
+    """Runs of the same configuration (client, sessions, codec, TLS, sweep) summarised:
+    median, lowest and highest CPU per message (with and without the consumer), median
+    cores, whether every run received everything, drops and the worst simulator lag. In
+    the order the configurations first ran."""
+    groups: dict[tuple[Any, ...], list[LoadResult]] = {}
+    for r in results:
+        groups.setdefault((r.client, r.sessions, r.codec, r.tls_label, r.sweep_ms), []).append(r)
+    out = []
+    for (client, sessions, codec, tls, sweep_ms), runs in groups.items():
+        cpu = [r.us_per_msg for r in runs]
+        engine = [r.engine_us_per_msg for r in runs]
+        out.append({
+            "client": client, "sessions": sessions, "codec": codec, "tls": tls,
+            "sweep_ms": sweep_ms, "runs": len(runs),
+            "us_per_msg_median": statistics.median(cpu),
+            "us_per_msg_min": min(cpu), "us_per_msg_max": max(cpu),
+            "engine_us_per_msg_median": statistics.median(engine),
+            "engine_us_per_msg_min": min(engine), "engine_us_per_msg_max": max(engine),
+            "cores_median": statistics.median(r.cores_used for r in runs),
+            "all_received": all(r.messages_received == r.messages_sent for r in runs),
+            "drops": sum(r.drops for r in runs),
+            "sim_misses_max": max(r.sim_misses for r in runs),
+        })
+    return out
 
 
 def _percentile(values: list[float], q: float) -> float:

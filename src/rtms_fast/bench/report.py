@@ -10,6 +10,7 @@ import os
 import platform
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rtms_fast.bench.gate import GateOutcome
 from rtms_fast.bench.load import LoadResult
@@ -61,6 +62,52 @@ def load_markdown(results: Sequence[LoadResult]) -> str:
     for r in results:
         lines.append("| " + " | ".join(fmt.format(getattr(r, key))
                                        for key, _, fmt in LOAD_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+MEDIAN_COLUMNS = (
+    ("client", "client", "{}"),
+    ("sessions", "sessions", "{}"),
+    ("tls", "tls", "{}"),
+    ("sweep_ms", "sweep ms", "{:g}"),
+    ("runs", "runs", "{}"),
+    ("us_per_msg_median", "CPU us/msg", "{:.2f}"),
+    ("us_per_msg_range", "range", "{}"),
+    ("engine_us_per_msg_median", "w/o consumer", "{:.2f}"),
+    ("engine_us_per_msg_range", "range", "{}"),
+    ("cores_median", "cores", "{:.3f}"),
+    ("all_received", "all received", "{}"),
+    ("drops", "drops", "{}"),
+    ("sim_misses_max", "max sim misses", "{}"),
+)
+
+
+def _median_rows(medians: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for m in medians:
+        row = dict(m)
+        row["us_per_msg_range"] = f"{m['us_per_msg_min']:.2f}-{m['us_per_msg_max']:.2f}"
+        row["engine_us_per_msg_range"] = (f"{m['engine_us_per_msg_min']:.2f}-"
+                                          f"{m['engine_us_per_msg_max']:.2f}")
+        rows.append([fmt.format(row[key]) for key, _, fmt in MEDIAN_COLUMNS])
+    return rows
+
+
+def median_table(medians: Sequence[dict[str, Any]]) -> str:
+    """``load_medians`` as aligned text."""
+    header = [title for _, title, _ in MEDIAN_COLUMNS]
+    rows = _median_rows(medians)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def median_markdown(medians: Sequence[dict[str, Any]]) -> str:
+    """``load_medians`` as a Markdown table."""
+    header = [title for _, title, _ in MEDIAN_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in _median_rows(medians)]
     return "\n".join(lines)
 
 

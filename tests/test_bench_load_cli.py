@@ -1,0 +1,70 @@
+"""`rtms-fast bench load`: rounds of every configuration, several TLS backends, medians."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rtms_fast.bench.load import LoadResult, load_medians
+from rtms_fast.tls import native_tls_available
+
+
+def _result(**changes: object) -> LoadResult:
+    base = LoadResult(
+        client="engine", sessions=10, participants=1, codec="pcma", tls=True, sweep_ms=20.0,
+        duration_s=1.0, messages_sent=500, messages_received=500, drops=0, errors=0,
+        engine_cpu_s=0.1, wall_s=1.0, us_per_msg=10.0, cores_used=0.1, latency_p50_ms=30.0,
+        latency_p99_ms=40.0, sim_cpu_s=0.2, sim_misses=0, tls_backend="native",
+        engine_us_per_msg=9.0)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_medians_group_by_configuration_in_first_run_order() -> None:
+    runs = [_result(us_per_msg=12.0, engine_us_per_msg=11.0, sim_misses=3),
+            _result(tls_backend="native-openssl", us_per_msg=20.0),
+            _result(us_per_msg=10.0, engine_us_per_msg=9.0, cores_used=0.3),
+            _result(tls_backend="native-openssl", us_per_msg=16.0, messages_received=499,
+                    drops=1),
+            _result(us_per_msg=11.0, engine_us_per_msg=10.5)]
+    native, openssl = load_medians(runs)
+    assert (native["tls"], native["runs"]) == ("native", 3)
+    assert (native["us_per_msg_median"], native["us_per_msg_min"],
+            native["us_per_msg_max"]) == (11.0, 10.0, 12.0)
+    assert native["engine_us_per_msg_median"] == 10.5
+    assert native["cores_median"] == 0.1
+    assert native["all_received"] and native["drops"] == 0 and native["sim_misses_max"] == 3
+    assert (openssl["tls"], openssl["runs"], openssl["us_per_msg_median"]) == (
+        "native-openssl", 2, 18.0)
+    assert not openssl["all_received"] and openssl["drops"] == 1
+
+
+def _bench(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rtms_fast", "bench", "load", "--report-dir", str(tmp), *args],
+        capture_output=True, text=True, timeout=240, check=False)
+
+
+@pytest.mark.skipif(not native_tls_available(), reason="built without OpenSSL")
+def test_rounds_interleave_the_backends(tmp_path: Path) -> None:
+    done = _bench("--sessions", "2", "--duration", "1", "--tls", "--tls-backend",
+                  "native,native-openssl", "--repeats", "2", "--json", tmp=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert [r["tls_backend"] for r in summary["runs"]] == [
+        "native", "native-openssl", "native", "native-openssl"]
+    assert all(r["messages_received"] == r["messages_sent"] > 0 for r in summary["runs"])
+    assert [(m["tls"], m["runs"]) for m in summary["medians"]] == [
+        ("native", 2), ("native-openssl", 2)]
+    report = (tmp_path / "load.md").read_text()
+    assert "Medians of 2 rounds" in report
+
+
+def test_unknown_backend_is_refused(tmp_path: Path) -> None:
+    done = _bench("--sessions", "1", "--tls", "--tls-backend", "native,bogus", tmp=tmp_path)
+    assert done.returncode == 2
+    assert "--tls-backend takes native, native-openssl, python" in done.stderr
