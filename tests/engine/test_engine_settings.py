@@ -25,6 +25,7 @@ def test_from_env_converts_types() -> None:
             "RTMS_FAST_OVERFLOW_POLICY": "drop_newest",
             "RTMS_FAST_KEEPALIVE_TIMEOUT_S": "1.5",
             "RTMS_FAST_CA_FILE": "",
+            "RTMS_FAST_TLS_BACKEND": "native-openssl",
             "UNRELATED": "x",
         }
     )
@@ -34,6 +35,7 @@ def test_from_env_converts_types() -> None:
     assert s.overflow_policy == "drop_newest"
     assert s.keepalive_timeout_s == 1.5
     assert s.ca_file is None
+    assert s.tls_backend == "native-openssl"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,7 @@ def test_from_env_converts_types() -> None:
         ({"RTMS_FAST_NO_SUCH_KNOB": "1"}, "no_such_knob"),
         ({"RTMS_FAST_CA_FILE": "/no/such/ca.pem"}, "ca_file"),
         ({"RTMS_FAST_RECONNECT_BACKOFF_JITTER": "2"}, "reconnect_backoff_jitter"),
+        ({"RTMS_FAST_TLS_BACKEND": "openssl"}, "tls_backend"),
     ],
 )
 def test_bad_env_values_name_the_knob(env: dict[str, str], knob: str) -> None:
