@@ -12,8 +12,6 @@ Each case runs in a fresh interpreter.
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
 import sys
 import time
 from typing import Any
@@ -21,7 +19,15 @@ from typing import Any
 import pytest
 import trio
 
-from rtms_fast import Engine, EngineSettings, SessionSpec
+from _joined_engine import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    cpu_seconds,
+    join_all,
+    measure_in_child,
+    simulator,
+)
+from rtms_fast import Engine, EngineSettings
 
 SESSIONS = 150
 INTERVAL_S = 0.5
@@ -29,22 +35,13 @@ WINDOW_S = 5.0
 GROUP = "keepalive-cpu"
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _measure(which: str) -> dict[str, Any]:
     """which: "none" (the anchor), "signaling" or "media"."""
     interval = 3600.0 if which == "none" else INTERVAL_S
-    cmd = [sys.executable, "-m", "rtms_fast", "simulate", "--sessions", str(SESSIONS),
-           "--duration", str(WINDOW_S + 40), "--codec", "pcma", "--join-timeout", "60",
-           "--participants", "0", "--keepalive-interval", str(interval),
-           "--keepalive-sockets", "all" if which == "none" else which]
-    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert sim.stdout is not None
-        payloads = [json.loads(sim.stdout.readline())["payload"] for _ in range(SESSIONS)]
+    with simulator(SESSIONS, "--duration", str(WINDOW_S + 40), "--codec", "pcma",
+                   "--join-timeout", "60", "--participants", "0",
+                   "--keepalive-interval", str(interval),
+                   "--keepalive-sockets", "all" if which == "none" else which) as payloads:
         settings = EngineSettings(
             media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
             audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=SESSIONS + 1,
@@ -52,41 +49,25 @@ def _measure(which: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
 
         async def main() -> None:
-            async with Engine(settings, client_id="client", client_secret="secret") as engine:
-                for p in payloads:
-                    engine.start_session(SessionSpec(
-                        rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
-                        server_urls=p["server_urls"], client_id="client",
-                        client_secret="secret"))
-                with trio.fail_after(60):
-                    while engine.stats().sessions_by_state.get("streaming", 0) < SESSIONS:
-                        await trio.sleep(0.1)
+            async with Engine(settings, client_id=CLIENT_ID,
+                              client_secret=CLIENT_SECRET) as engine:
+                await join_all(engine, payloads)
                 await trio.sleep(1.5)
-                answered0, cpu0 = engine.stats().keepalives_answered, _cpu_seconds()
+                answered0, cpu0 = engine.stats().keepalives_answered, cpu_seconds()
                 wall0 = time.monotonic()
                 await trio.sleep(WINDOW_S)
                 answered = engine.stats().keepalives_answered - answered0
                 out.update(which=which, sessions=SESSIONS, keepalives=answered,
-                           cpu_s=_cpu_seconds() - cpu0, wall_s=time.monotonic() - wall0)
+                           cpu_s=cpu_seconds() - cpu0, wall_s=time.monotonic() - wall0)
                 for session in engine.sessions():
                     session.close()
 
         trio.run(main)
         return out
-    finally:
-        sim.kill()
-        sim.wait()
-        if sim.stdout is not None:
-            sim.stdout.close()
 
 
 def _measure_in_child(which: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, which], capture_output=True, text=True,
-                          timeout=240, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"keep-alive measurement failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_child(__file__, which, what="keep-alive")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import gc
 import json
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,17 +21,20 @@ from typing import Any
 import pytest
 import trio
 
-from rtms_fast import Engine, EngineSettings, SessionSpec
+from _joined_engine import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    cpu_seconds,
+    join_all,
+    measure_in_child,
+    simulator,
+)
+from rtms_fast import Engine, EngineSettings
 from rtms_fast.stats import MediaCounters
 
 SESSIONS = 200
 _IDLE_WINDOW_S = 4.0
 _NO_MEDIA = MediaCounters(messages=0, bytes=0)
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _rss_bytes() -> int:
@@ -45,15 +46,11 @@ def _rss_bytes() -> int:
 
 def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
     ca = tmp / "ca.pem"
-    cmd = [sys.executable, "-m", "rtms_fast", "simulate", "--sessions", str(SESSIONS),
-           "--duration", "12", "--codec", "pcma", "--join-timeout", "60",
-           "--participants", "0" if idle else "1", "--keepalive-interval", "5"]
+    args = ["--duration", "12", "--codec", "pcma", "--join-timeout", "60",
+            "--participants", "0" if idle else "1", "--keepalive-interval", "5"]
     if tls:
-        cmd += ["--tls", "--ca-file", str(ca)]
-    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert sim.stdout is not None
-        payloads = [json.loads(sim.stdout.readline())["payload"] for _ in range(SESSIONS)]
+        args += ["--tls", "--ca-file", str(ca)]
+    with simulator(SESSIONS, *args) as payloads:
         settings = EngineSettings(
             media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
             audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=SESSIONS + 1,
@@ -61,17 +58,11 @@ def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
 
         async def main() -> None:
-            async with Engine(settings, client_id="client", client_secret="secret") as engine:
+            async with Engine(settings, client_id=CLIENT_ID,
+                              client_secret=CLIENT_SECRET) as engine:
                 await trio.sleep(0.3)
                 base = _rss_bytes()
-                for p in payloads:
-                    engine.start_session(SessionSpec(
-                        rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
-                        server_urls=p["server_urls"], client_id="client",
-                        client_secret="secret"))
-                with trio.fail_after(60):
-                    while engine.stats().sessions_by_state.get("streaming", 0) < SESSIONS:
-                        await trio.sleep(0.1)
+                await join_all(engine, payloads)
                 await trio.sleep(1 if idle else 6)
                 gc.collect()
                 stats = engine.stats()
@@ -85,9 +76,9 @@ def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
                     audio_messages=stats.media.get("audio", _NO_MEDIA).messages,
                 )
                 if idle:  # background CPU: keep-alives, the sweep, timers
-                    cpu0, wall0 = _cpu_seconds(), time.monotonic()
+                    cpu0, wall0 = cpu_seconds(), time.monotonic()
                     await trio.sleep(_IDLE_WINDOW_S)
-                    cpu_s, wall_s = _cpu_seconds() - cpu0, time.monotonic() - wall0
+                    cpu_s, wall_s = cpu_seconds() - cpu0, time.monotonic() - wall0
                     out.update(idle_cpu_us_per_session_s=round(
                         cpu_s / wall_s / SESSIONS * 1e6, 1))
                 for session in engine.sessions():
@@ -95,22 +86,12 @@ def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
 
         trio.run(main)
         return out
-    finally:
-        sim.kill()
-        sim.wait()
-        if sim.stdout is not None:
-            sim.stdout.close()
 
 
 def _measure_in_child(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
     """Each case in a fresh interpreter: memory freed by an earlier case stays in this
     process's allocators and would be reused, understating the growth."""
-    done = subprocess.run([sys.executable, __file__, json.dumps([tls, idle, str(tmp)])],
-                          capture_output=True, text=True, timeout=240, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory measurement failed: {done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return measure_in_child(__file__, json.dumps([tls, idle, str(tmp)]), what="memory")
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
