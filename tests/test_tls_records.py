@@ -212,6 +212,10 @@ def test_key_update_requested_by_the_server(suite: str, ca: trustme.CA, ca_file:
     assert link.client.outgoing.pending == 0
 
 
+def _flip_last_byte(record: bytes) -> bytes:
+    return record[:-1] + bytes([record[-1] ^ 0x01])
+
+
 def _no_type(f: Forger) -> bytes:
     return f.record(b"", inner=bytes(40))
 
@@ -224,7 +228,7 @@ REFUSED: dict[str, tuple[Callable[[Forger], bytes], str]] = {
                                 "record length out of range"),
     "body too long": (lambda f: b"\x17\x03\x03\x41\x01" + bytes(16641),
                       "record length out of range"),
-    "bad tag": (lambda f: f.record(b"payload")[:-1] + b"\x00", "bad record mac"),
+    "bad tag": (lambda f: _flip_last_byte(f.record(b"payload")), "bad record mac"),
     "no content type": (_no_type, "without a content type"),
     "content over 2^14": (lambda f: f.record(b"\x02" * 16385), "record overflow"),
     "change_cipher_spec": (lambda f: f.record(b"\x01", 20), "unexpected record content type"),
