@@ -124,18 +124,6 @@ class ForgedLink:
         return bytes(got)
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("tls-records") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
 @pytest.fixture
 def forged(ca: trustme.CA, ca_file: str, tmp_path: Path) -> ForgedLink:
     return ForgedLink(ca, ca_file, tmp_path, "TLS_AES_128_GCM_SHA256")
