@@ -721,8 +721,7 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 class PumpStatistics:
     __slots__ = ("bytes", "idle_skipped", "late_sweeps", "max_sweep_lag_s", "messages",
                  "native_tls_reads", "native_tls_sockets", "own_record_sockets",
-                 "socket_failures", "sockets",
-                 "sweep_seconds", "sweeps")
+                 "socket_failures", "sockets", "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
         self.idle_skipped = 0  # socket visits saved by the readiness set
@@ -882,11 +881,12 @@ class MediaPump:
         self._activity_by_fd[fd] = media_socket._last_activity_s
         self._wake_by_fd[fd] = 1  # the first audio is always announced
         tls = media_socket._ssl
-        self._tls_by_fd[fd] = (int(ffi.cast("uintptr_t", tls.native_handle))
-                               if isinstance(tls, NativeTLSObject) else 0)
         if isinstance(tls, NativeTLSObject):
+            self._tls_by_fd[fd] = int(ffi.cast("uintptr_t", tls.native_handle))
             self.stats.native_tls_sockets += 1
             self.stats.own_record_sockets += tls.own_records
+        else:
+            self._tls_by_fd[fd] = 0
         media_socket._pump = self
         media_socket._pump_fd = fd
         self._audio_targets[fd] = (owner.on_audio_ingested, media_socket)

@@ -18,9 +18,10 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from rtms_fast.bench.sampler import CounterSampler
+from rtms_fast.settings import TlsBackendName
 
 CODEC_PARAMS: dict[str, tuple[int, int, int]] = {
     # name: (content_type, codec, sample_rate enum) as negotiated in the media handshake
@@ -154,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--send-rate", type=int, default=20)
     parser.add_argument("--ca-file", default=None)
     parser.add_argument("--sweep-ms", type=float, default=20.0)
-    parser.add_argument("--tls-backend", choices=["native", "native-openssl", "python"],
-                        default="native")
+    parser.add_argument("--tls-backend", choices=get_args(TlsBackendName), default="native")
     parser.add_argument("--deadline-s", type=float, default=120.0)
     args = parser.parse_args(argv)
     runner = {"naive": run_naive, "engine": run_engine, "sdk": run_sdk}[args.kind]

@@ -145,7 +145,7 @@ def _load_like(args: argparse.Namespace, clients: list[str]) -> int:
                                        if c != "engine" and ours > 0}
     table, markdown = load_table(results), load_markdown(results)
     if repeats > 1:
-        table += "\n\nmedians of " + str(repeats) + " rounds\n" + median_table(medians)
+        table += f"\n\nmedians of {repeats} rounds\n" + median_table(medians)
         markdown += f"\n\nMedians of {repeats} rounds:\n\n" + median_markdown(medians)
     _emit(args, f"{args.suite}: {args.codec}, {'wss' if args.tls else 'ws'}",
           table, markdown, summary, plots)

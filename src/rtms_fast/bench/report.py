@@ -47,22 +47,30 @@ def machine_description() -> str:
     return f"{cpu or platform.processor()} ({ncpu} cores), Python {platform.python_version()}"
 
 
-def load_table(results: Sequence[LoadResult]) -> str:
-    header = [title for _, title, _ in LOAD_COLUMNS]
-    rows = [[fmt.format(getattr(r, key)) for key, _, fmt in LOAD_COLUMNS] for r in results]
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Right-aligned columns, two spaces apart."""
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
 
-def load_markdown(results: Sequence[LoadResult]) -> str:
-    header = [title for _, title, _ in LOAD_COLUMNS]
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in results:
-        lines.append("| " + " | ".join(fmt.format(getattr(r, key))
-                                       for key, _, fmt in LOAD_COLUMNS) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _load_rows(results: Sequence[LoadResult]) -> list[list[str]]:
+    return [[fmt.format(getattr(r, key)) for key, _, fmt in LOAD_COLUMNS] for r in results]
+
+
+def load_table(results: Sequence[LoadResult]) -> str:
+    return _text_table([title for _, title, _ in LOAD_COLUMNS], _load_rows(results))
+
+
+def load_markdown(results: Sequence[LoadResult]) -> str:
+    return _markdown_table([title for _, title, _ in LOAD_COLUMNS], _load_rows(results))
 
 
 MEDIAN_COLUMNS = (
@@ -95,20 +103,12 @@ def _median_rows(medians: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def median_table(medians: Sequence[dict[str, Any]]) -> str:
     """``load_medians`` as aligned text."""
-    header = [title for _, title, _ in MEDIAN_COLUMNS]
-    rows = _median_rows(medians)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
+    return _text_table([title for _, title, _ in MEDIAN_COLUMNS], _median_rows(medians))
 
 
 def median_markdown(medians: Sequence[dict[str, Any]]) -> str:
     """``load_medians`` as a Markdown table."""
-    header = [title for _, title, _ in MEDIAN_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in _median_rows(medians)]
-    return "\n".join(lines)
+    return _markdown_table([title for _, title, _ in MEDIAN_COLUMNS], _median_rows(medians))
 
 
 def kernel_table(results: Sequence[PairResult], anchors: dict[str, str]) -> str:
