@@ -192,6 +192,17 @@ async def media_handshake(sim: Simulator, ws: WsClient,
     return await recv_until(ws, 4)
 
 
+@asynccontextmanager
+async def handshaken(sim: Simulator) -> AsyncIterator[tuple[SimSession, WsClient, WsClient]]:
+    """The first session's signaling and audio sockets, both past their handshakes."""
+    session = sim.sessions[0]
+    async with ws_connect(sim, sim.signaling_url) as sig, \
+            ws_connect(sim, sim.media_urls()["audio"]) as media:
+        await signaling_handshake(sim, sig, session)
+        await media_handshake(sim, media, session, 1)
+        yield session, sig, media
+
+
 async def send_ready(ws: WsClient, session: SimSession) -> None:
     await ws.send_message(json.dumps({"msg_type": 7, "rtms_stream_id": session.rtms_stream_id}))
 

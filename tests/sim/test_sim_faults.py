@@ -15,10 +15,10 @@ from conftest import (
     ConnectionClosed,
     WsClient,
     fast_config,
+    handshaken,
     media_handshake,
     recv_until,
     send_ready,
-    signaling_handshake,
     ws_connect,
 )
 from rtms_fast.sim import AudioSource, FaultKind, Simulator, run_simulator
@@ -28,15 +28,10 @@ from rtms_fast.sim.source import CODEC_L16
 @asynccontextmanager
 async def joined(**kw: Any) -> AsyncIterator[tuple[Simulator, WsClient, WsClient]]:
     config = fast_config(duration_s=10, **kw)
-    async with run_simulator(config) as sim:
-        session = sim.sessions[0]
-        async with ws_connect(sim, sim.signaling_url) as sig, \
-                ws_connect(sim, sim.media_urls()["audio"]) as media:
-            await signaling_handshake(sim, sig, session)
-            await media_handshake(sim, media, session, 1)
-            await send_ready(sig, session)
-            await recv_until(media, 14)
-            yield sim, sig, media
+    async with run_simulator(config) as sim, handshaken(sim) as (session, sig, media):
+        await send_ready(sig, session)
+        await recv_until(media, 14)
+        yield sim, sig, media
 
 
 async def read_until_closed(ws: WsClient) -> None:

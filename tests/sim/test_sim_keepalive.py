@@ -9,6 +9,7 @@ import trio
 
 from conftest import (
     fast_config,
+    handshaken,
     media_handshake,
     recv_until,
     signaling_handshake,
@@ -20,11 +21,7 @@ from rtms_fast.sim import run_simulator
 async def test_keepalive_sequence_on_every_socket() -> None:
     config = fast_config(keepalive_interval_s=0.05, media_timeout_s=1, signaling_timeout_s=1)
     async with run_simulator(config) as sim:
-        session = sim.sessions[0]
-        async with ws_connect(sim, sim.signaling_url) as sig, \
-                ws_connect(sim, sim.media_urls()["audio"]) as media:
-            await signaling_handshake(sim, sig, session)
-            await media_handshake(sim, media, session, 1)
+        async with handshaken(sim) as (_, sig, media):
             for ws in (sig, media):
                 seqs = []
                 for _ in range(3):
@@ -59,11 +56,7 @@ async def test_keepalive_on_one_kind_of_socket(which: str) -> None:
     config = fast_config(keepalive_interval_s=0.05, keepalive_sockets=which, duration_s=10)
     seen: dict[str, int] = {}
     async with run_simulator(config) as sim:
-        session = sim.sessions[0]
-        async with ws_connect(sim, sim.signaling_url) as sig, \
-                ws_connect(sim, sim.media_urls()["audio"]) as media:
-            await signaling_handshake(sim, sig, session)
-            await media_handshake(sim, media, session, 1)
+        async with handshaken(sim) as (_, sig, media):
 
             async def count(name: str, ws: object) -> None:
                 seen[name] = await _requests_seen(ws, 0.4)

@@ -18,6 +18,7 @@ from conftest import (
     WsClient,
     collect_until_closed,
     fast_config,
+    handshaken,
     media_handshake,
     send_ready,
     signaling_handshake,
@@ -112,26 +113,21 @@ async def test_both_paths_send_the_builders_bytes(config_kw: dict[str, Any], par
 
 async def test_native_frames_equal_python_frames_for_any_index_range() -> None:
     config = fast_config(seed=9, participants=3, duration_s=30)
-    async with run_simulator(config) as sim:
-        session = sim.sessions[0]
-        async with ws_connect(sim, sim.signaling_url) as sig, \
-                ws_connect(sim, sim.media_urls()["audio"]) as media:
-            await signaling_handshake(sim, sig, session)
-            await media_handshake(sim, media, session, 1)
-            await send_ready(sig, session)
-            stream = session.media[1]
-            with trio.fail_after(2):
-                while stream.native_slot < 0:
-                    await trio.sleep(0.005)
-            native = sim._native
-            assert native is not None
-            track = stream.tracks[0]
-            for first, last in [(0, 0), (1, 4), (49, 51), (123, 123), (track.total - 3,
-                                                                       track.total - 1)]:
-                assert native.format_frames(stream.native_slot, first, last) == b"".join(
-                    track.build(first, last))
-            with pytest.raises(ValueError):
-                native.format_frames(stream.native_slot, 0, track.total)
+    async with run_simulator(config) as sim, handshaken(sim) as (session, sig, _):
+        await send_ready(sig, session)
+        stream = session.media[1]
+        with trio.fail_after(2):
+            while stream.native_slot < 0:
+                await trio.sleep(0.005)
+        native = sim._native
+        assert native is not None
+        track = stream.tracks[0]
+        for first, last in [(0, 0), (1, 4), (49, 51), (123, 123), (track.total - 3,
+                                                                   track.total - 1)]:
+            assert native.format_frames(stream.native_slot, first, last) == b"".join(
+                track.build(first, last))
+        with pytest.raises(ValueError):
+            native.format_frames(stream.native_slot, 0, track.total)
 
 
 async def test_partial_native_send_is_queued_and_completed() -> None:
