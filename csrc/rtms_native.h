@@ -587,15 +587,18 @@ int64_t rtms_sim_sender_format(const rtms_sim_sender *s, uint32_t slot, int64_t 
    0 when the socket had nothing (EAGAIN), RTMS_RECV_EOF at end of stream,
    RTMS_RECV_SKIPPED when the arena was full (not read: try next time), or
    -errno. Returns the arena bytes used. Not available on Windows (-ENOSYS).
-   flags RTMS_RECV_DELAY_ACK (Linux TCP): switch the socket to delayed ACKs
-   (TCP_QUICKACK off) before each read, so a read of a small segment does not send
-   an ACK of its own (on loopback that ACK costs the reader ~4 us); ACKs then go
-   out on Linux's delayed-ACK timer (~40 ms) or every second segment. */
+   flags RTMS_RECV_DELAY_ACK (Linux TCP): switch socket i to delayed ACKs
+   (TCP_QUICKACK off) before reading it when rearm_ack is NULL or rearm_ack[i] is
+   nonzero, so a read of a small segment does not send an ACK of its own (on
+   loopback that ACK costs the reader ~4 us); ACKs then go out every second
+   segment or on Linux's delayed-ACK timer (~40 ms). The mode lasts until that
+   timer fires, so the caller re-arms a socket whenever the timer may have fired
+   since the last time (a gap in its traffic) and now and then in any case. */
 enum { RTMS_RECV_EOF = -1000001, RTMS_RECV_SKIPPED = -1000002 };
 enum { RTMS_RECV_DELAY_ACK = 1 };
 int64_t rtms_recv_batch(const int32_t *fds, size_t n, uint8_t *buf, size_t cap,
-                        size_t max_per_fd, uint32_t flags, size_t *offsets, size_t *lens,
-                        int64_t *results);
+                        size_t max_per_fd, uint32_t flags, const uint8_t *rearm_ack,
+                        size_t *offsets, size_t *lens, int64_t *results);
 /* One non-blocking epoll_wait on epfd: the ready descriptors (registered with
    their fd as data) go to fds. scratch holds the kernel's events: at least
    rtms_epoll_event_bytes() per descriptor, up to max_fds of them. Returns the

@@ -102,6 +102,11 @@ _ARENA_BYTES: Final = 4 * 1024 * 1024
 _ARENA_MAX_PER_SOCKET: Final = 256 * 1024
 #: Most ready descriptors taken from one epoll_wait (more stay ready for the next sweep).
 _MAX_READY: Final = 8192
+#: Delayed ACKs are set again before a read when the socket's last bytes came this long ago
+#: (Linux's delayed-ACK timer, 40 ms at least, may have fired and ended the mode) ...
+_ACK_GAP_S: Final = 0.030
+#: ... and at least this often anyway (bounds the extra ACKs after a timer we did not see).
+_ACK_REARM_S: Final = 0.2
 #: ``_kind_by_fd`` values: how the native sweep reads a descriptor.
 _KIND_PYTHON: Final = 0  # per-socket Python read (TLS, leftovers, new sockets, no ingest)
 _KIND_ARENA: Final = 1  # plain socket with native ingest: batched recv into the arena
@@ -719,8 +724,8 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 
 
 class PumpStatistics:
-    __slots__ = ("bytes", "idle_skipped", "late_sweeps", "max_sweep_lag_s", "messages",
-                 "native_tls_reads", "native_tls_sockets", "own_record_sockets",
+    __slots__ = ("ack_rearms", "bytes", "idle_skipped", "late_sweeps", "max_sweep_lag_s",
+                 "messages", "native_tls_reads", "native_tls_sockets", "own_record_sockets",
                  "socket_failures", "sockets", "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
@@ -734,6 +739,7 @@ class PumpStatistics:
         self.native_tls_sockets = 0  # sockets registered with a NativeTLSObject
         self.own_record_sockets = 0  # of those, on the own TLS 1.3 record layer
         self.socket_failures = 0  # sockets closed because handling them raised (_contain)
+        self.ack_rearms = 0  # reads preceded by setting delayed ACKs again (see _ACK_GAP_S)
         # How far behind its schedule a sweep started: the latency the engine adds beyond
         # the sweep interval. Late: more than one interval behind (ticks were skipped).
         self.max_sweep_lag_s = 0.0
@@ -751,6 +757,8 @@ class MediaPump:
     segment does not send an ACK of its own (that ACK cost ~4 us per message here). The
     server then gets ACKs every second segment or after Linux's delayed-ACK timeout
     (~40 ms); a server that sends with Nagle's algorithm on may hold a message that long.
+    The mode is set again (a system call) only before a socket's first read, after a gap in
+    its traffic (when the timer may have ended it) and every ``_ACK_REARM_S``.
     """
 
     def __init__(self, sweep_interval_ms: int,
@@ -780,6 +788,8 @@ class MediaPump:
         # ACK of its own, which costs more than the read (~4 us of 5.5 on loopback). The
         # sender gets its ACKs from Linux's delayed-ACK timer (or every second segment).
         self._recv_flags = lib.RTMS_RECV_DELAY_ACK if delay_acks else 0
+        self._rearm_ack = np.zeros(self._batch.max_connections, np.uint8)
+        self._p_rearm_ack = ffi.cast("uint8_t *", self._rearm_ack.ctypes.data)
         slots = self._batch.max_connections
         self._ready_fds = np.zeros(_MAX_READY, np.int32)
         self._event_scratch = ffi.new("uint8_t[]", _MAX_READY * lib.rtms_epoll_event_bytes())
@@ -813,6 +823,7 @@ class MediaPump:
         self._kind_by_fd = np.zeros(64, np.uint8)
         self._conn_by_fd = np.zeros(64, np.uint64)
         self._activity_by_fd = np.zeros(64, np.float64)
+        self._ack_armed_by_fd = np.full(64, -math.inf)  # Trio time delayed ACKs were set
         # 1 where the owner asked (through ``audio_doorbell``) to hear about the next audio:
         # owners without waiting readers cost no Python call per message.
         self._wake_by_fd = np.zeros(64, np.uint8)
@@ -866,10 +877,11 @@ class MediaPump:
     def _track_fd(self, media_socket: MediaSocket, owner: MediaSocketOwner, fd: int) -> None:
         if fd >= len(self._kind_by_fd):
             size = max(fd + 1, 2 * len(self._kind_by_fd))
-            for name in ("_kind_by_fd", "_conn_by_fd", "_activity_by_fd", "_wake_by_fd",
-                         "_tls_by_fd"):
+            for name, fill in (("_kind_by_fd", 0), ("_conn_by_fd", 0),
+                               ("_activity_by_fd", 0), ("_wake_by_fd", 0), ("_tls_by_fd", 0),
+                               ("_ack_armed_by_fd", -math.inf)):
                 old = getattr(self, name)
-                grown = np.zeros(size, old.dtype)
+                grown = np.full(size, fill, old.dtype)
                 grown[: len(old)] = old
                 setattr(self, name, grown)
         # new sockets take the Python path once (messages that came with the handshake)
@@ -879,6 +891,7 @@ class MediaPump:
             0 if ingest is None else int(ffi.cast("uintptr_t", ingest.native_handle))
         )
         self._activity_by_fd[fd] = media_socket._last_activity_s
+        self._ack_armed_by_fd[fd] = -math.inf  # a new socket starts in Linux's default mode
         self._wake_by_fd[fd] = 1  # the first audio is always announced
         tls = media_socket._ssl
         if isinstance(tls, NativeTLSObject):
@@ -1052,13 +1065,19 @@ class MediaPump:
         partial frames or errors. Returns the messages delivered to owners."""
         count = len(fds)
         self._recv_fds[:count] = fds
+        now = trio.current_time()
+        if self._recv_flags & lib.RTMS_RECV_DELAY_ACK:
+            rearm = ((now - self._activity_by_fd[fds] >= _ACK_GAP_S)
+                     | (now - self._ack_armed_by_fd[fds] >= _ACK_REARM_S))
+            self._rearm_ack[:count] = rearm
+            self._ack_armed_by_fd[fds[rearm]] = now
+            self.stats.ack_rearms += int(np.count_nonzero(rearm))
         used = int(lib.rtms_recv_batch(self._p_recv_fds, count, self._p_arena,
                                        _ARENA_BYTES, _ARENA_MAX_PER_SOCKET, self._recv_flags,
-                                       self._p_offsets,
+                                       self._p_rearm_ack, self._p_offsets,
                                        self._p_lens, self._p_results))
         self.stats.bytes += used
         results = self._results[:count]
-        now = trio.current_time()
         got = np.flatnonzero(results > 0)
         failed = np.flatnonzero((results < 0) & (results != lib.RTMS_RECV_SKIPPED))
         touched: dict[MediaSocket, list[bytes]] = {}

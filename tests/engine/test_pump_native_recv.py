@@ -10,6 +10,7 @@ import errno
 import select
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -68,10 +69,12 @@ class _Arrays:
         self.results = ffi.new("int64_t[]", n)
         self.cap = cap
 
-    def recv(self, fds: list[int], max_per_fd: int, flags: int = 0) -> int:
+    def recv(self, fds: list[int], max_per_fd: int, flags: int = 0,
+             rearm_ack: list[int] | None = None) -> int:
+        rearm = ffi.NULL if rearm_ack is None else ffi.new("uint8_t[]", rearm_ack)
         return int(lib.rtms_recv_batch(ffi.new("int32_t[]", fds), len(fds), self.arena,
-                                       self.cap, max_per_fd, flags, self.offsets, self.lens,
-                                       self.results))
+                                       self.cap, max_per_fd, flags, rearm, self.offsets,
+                                       self.lens, self.results))
 
     def data(self, i: int) -> bytes:
         return bytes(ffi.buffer(self.arena + self.offsets[i], self.lens[i]))
@@ -119,6 +122,44 @@ def test_recv_batch_lays_sockets_end_to_end_within_the_caps(
     used = arrays.recv([c0.fileno()], 0)
     assert used == 0 and arrays.results[0] == lib.RTMS_RECV_SKIPPED
     assert c0.recv(100) == b"a" * 36  # nothing was lost
+
+
+def _segments_sent(sock: socket.socket) -> int:
+    """tcpi_segs_out of Linux's struct tcp_info (offset 136): every segment this socket
+    sent, pure ACKs included."""
+    return int(struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO,
+                                                       256), 136)[0])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux TCP delayed ACKs")
+def test_delayed_acks_last_between_rearms(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """What the pump relies on to set delayed ACKs only now and then: once set, the mode
+    lasts while segments keep coming (the reader ACKs every second one), and without it
+    every read of a small segment sends an ACK."""
+    arrays = _Arrays(1, 4096)
+    reads = 40
+
+    def acks(pair: tuple[socket.socket, socket.socket], flags: int,
+             rearm: Callable[[int], int]) -> int:
+        server, client = pair
+        before = _segments_sent(client)
+        for i in range(reads):
+            server.sendall(bytes(300))
+            _wait_readable(client)
+            assert arrays.recv([client.fileno()], 4096, flags, [rearm(i)]) == 300
+        return _segments_sent(client) - before
+
+    never = acks(tcp_pairs[0], 0, lambda i: 1)
+    # the best of three: a pause of 40 ms in a busy test run lets the timer fire once
+    every_read = min(acks(tcp_pairs[1], lib.RTMS_RECV_DELAY_ACK, lambda i: 1)
+                     for _ in range(3))
+    first_read = min(acks(tcp_pairs[2], lib.RTMS_RECV_DELAY_ACK, lambda i: int(i == 0))
+                     for _ in range(3))
+    assert never >= reads - 2
+    assert every_read <= reads // 2 + 3
+    assert first_read <= reads // 2 + 3
 
 
 def test_epoll_ready_lists_only_readable_descriptors(
@@ -399,3 +440,50 @@ async def test_sweep_lag_is_measured(
         nursery.cancel_scope.cancel()
     assert pump.stats.late_sweeps >= 1
     assert pump.stats.max_sweep_lag_s >= 0.03
+
+
+async def test_delayed_acks_are_set_again_after_a_gap_or_a_while(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The arena path sets delayed ACKs before a socket's first read, then only when its
+    last bytes came over _ACK_GAP_S ago (Linux's delayed-ACK timer may have ended the mode)
+    or _ACK_REARM_S has passed since the last time; one system call per read otherwise."""
+    from rtms_fast import pump as pump_module
+
+    server, client = tcp_pairs[0]
+    pump = MediaPump(20)
+    _ingest_socket(pump, client, g711_config_for_tests())
+    pump.sweep()  # new sockets take the Python path once
+    rearms: list[int] = []
+
+    async def read_after(gap_s: float, seq: int) -> None:
+        await trio.sleep(gap_s)
+        server.sendall(_frame(g711_rtp_message(seq, bytes(160))))
+        _wait_readable(client)
+        before = pump.stats.ack_rearms
+        pump.sweep()
+        rearms.append(pump.stats.ack_rearms - before)
+
+    steady = round(pump_module._ACK_REARM_S / 0.02)
+    for seq in range(steady + 3):  # traffic every 20 ms
+        await read_after(0.02, seq)
+    await read_after(pump_module._ACK_GAP_S + 0.01, steady + 3)  # after a gap
+    await read_after(0.02, steady + 4)
+    assert rearms[0] == 1  # the first arena read
+    assert rearms[1 : steady - 1] == [0] * (steady - 2)
+    assert sum(rearms[steady - 1 : steady + 3]) == 1  # _ACK_REARM_S after the first
+    assert rearms[-2:] == [1, 0]
+
+
+async def test_reads_without_delayed_acks_never_set_them(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    server, client = tcp_pairs[0]
+    pump = MediaPump(20, delay_acks=False)
+    _ingest_socket(pump, client, g711_config_for_tests())
+    pump.sweep()
+    server.sendall(_frame(g711_rtp_message(0, bytes(160))))
+    _wait_readable(client)
+    pump.sweep()
+    assert pump.stats.bytes > 0 and pump.stats.ack_rearms == 0
