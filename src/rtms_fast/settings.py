@@ -78,8 +78,9 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     #: With the pump, decode audio in the native batched ingest kernel (frames, JSON, base64,
     #: codec, resampling and ring writes in one call per sweep). ``False``: decode in Python.
     native_ingest: bool = True
-    #: Let media sockets delay their TCP ACKs (Linux TCP_QUICKACK off before each batched
-    #: read): an immediate ACK per small segment costs ~4 us of CPU per message. Turn it off
+    #: Let media sockets delay their TCP ACKs (Linux TCP_QUICKACK off before a socket's
+    #: first batched read, again after a gap in its traffic and every 200 ms): an immediate
+    #: ACK per small segment costs ~4 us of CPU per message. Turn it off
     #: for a server that sends with Nagle's algorithm on, which could then hold a message
     #: back until the delayed ACK (up to ~40 ms).
     tcp_delayed_ack: bool = True
