@@ -20,7 +20,7 @@ def _result(**changes: object) -> LoadResult:
         duration_s=1.0, messages_sent=500, messages_received=500, drops=0, errors=0,
         engine_cpu_s=0.1, wall_s=1.0, us_per_msg=10.0, cores_used=0.1, latency_p50_ms=30.0,
         latency_p99_ms=40.0, sim_cpu_s=0.2, sim_misses=0, tls_backend="native",
-        engine_us_per_msg=9.0)
+        engine_us_per_msg=9.0, tcp_segments_per_msg=1.5)
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -41,6 +41,7 @@ def test_medians_group_by_configuration_in_first_run_order() -> None:
     assert (openssl["tls"], openssl["runs"], openssl["us_per_msg_median"]) == (
         "native-openssl", 2, 18.0)
     assert not openssl["all_received"] and openssl["drops"] == 1
+    assert native["tcp_segments_per_msg_median"] == 1.5  # the base result's
 
 
 def _bench(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -58,6 +59,8 @@ def test_rounds_interleave_the_backends(tmp_path: Path) -> None:
     assert [r["tls_backend"] for r in summary["runs"]] == [
         "native", "native-openssl", "native", "native-openssl"]
     assert all(r["messages_received"] == r["messages_sent"] > 0 for r in summary["runs"])
+    if sys.platform.startswith("linux"):  # the host's TCP segments per message, measured
+        assert all(r["tcp_segments_per_msg"] > 0 for r in summary["runs"])
     assert [(m["tls"], m["runs"]) for m in summary["medians"]] == [
         ("native", 2), ("native-openssl", 2)]
     report = (tmp_path / "load.md").read_text()

@@ -62,6 +62,10 @@ class LoadResult:
     #: the sweep interval), and the sweeps a whole interval or more late.
     max_sweep_lag_ms: float = 0.0
     late_sweeps: int = 0
+    #: TCP segments the host sent per message in the steady window, both directions (Linux,
+    #: one client process; NaN otherwise): 1 plus the client's ACKs per message on loopback,
+    #: e.g. 1.5 with delayed ACKs (one per two messages), 2 with an ACK per message.
+    tcp_segments_per_msg: float = float("nan")
 
     @property
     def tls_label(self) -> str:
@@ -102,6 +106,8 @@ def load_medians(results: list[LoadResult]) -> list[dict[str, Any]]:
             "all_received": all(r.messages_received == r.messages_sent for r in runs),
             "drops": sum(r.drops for r in runs),
             "sim_misses_max": max(r.sim_misses for r in runs),
+            "tcp_segments_per_msg_median": statistics.median(
+                r.tcp_segments_per_msg for r in runs),
         })
     return out
 
@@ -219,6 +225,10 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         max_sweep_lag_ms=max((float(r.get("pump_max_sweep_lag_ms") or 0.0) for r in results),
                              default=0.0),
         late_sweeps=sum(int(r.get("pump_late_sweeps") or 0) for r in results),
+        # host-wide counters: one client process's window is the whole story, several
+        # processes' windows (the SDK) overlap
+        tcp_segments_per_msg=(steady[0].tcp_segments_per_msg if len(steady) == 1
+                              else float("nan")),
     )
 
 

@@ -19,3 +19,15 @@ def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process (all threads)."""
     t = os.times()
     return t.user + t.system
+
+
+def tcp_segments_sent() -> int:
+    """TCP segments this host has sent so far, every socket together (Linux ``OutSegs`` in
+    /proc/net/snmp), or -1 where that is not available. On loopback both directions count:
+    the server's data segments and the client's ACKs."""
+    try:
+        with open("/proc/net/snmp", encoding="ascii") as f:
+            rows = [line.split() for line in f if line.startswith("Tcp:")]
+        return int(rows[1][rows[0].index("OutSegs")])
+    except (OSError, IndexError, ValueError):
+        return -1

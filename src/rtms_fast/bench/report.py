@@ -31,6 +31,7 @@ LOAD_COLUMNS = (
     ("latency_p50_ms", "p50 ms", "{:.1f}"),
     ("latency_p99_ms", "p99 ms", "{:.1f}"),
     ("sim_misses", "sim misses", "{}"),
+    ("tcp_segments_per_msg", "segs/msg", "{:.2f}"),
 )
 
 
@@ -87,6 +88,7 @@ MEDIAN_COLUMNS = (
     ("all_received", "all received", "{}"),
     ("drops", "drops", "{}"),
     ("sim_misses_max", "max sim misses", "{}"),
+    ("tcp_segments_per_msg_median", "segs/msg", "{:.2f}"),
 )
 
 

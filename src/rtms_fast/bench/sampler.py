@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rtms_fast.bench.procstat import own_cpu_seconds
+from rtms_fast.bench.procstat import own_cpu_seconds, tcp_segments_sent
 
 
 class CounterSampler:
-    """A daemon thread recording (wall_s, cpu_s, messages, consumer_cpu_s) every
-    ``interval_s``; ``consumer_cpu`` is the CPU the client spent consuming (draining rings),
-    which is the application's, not the engine's (0 when not given)."""
+    """A daemon thread recording (wall_s, cpu_s, messages, consumer_cpu_s, tcp_segments)
+    every ``interval_s``; ``consumer_cpu`` is the CPU the client spent consuming (draining
+    rings), which is the application's, not the engine's (0 when not given);
+    ``tcp_segments`` is the host's count of TCP segments sent (-1 where unknown)."""
 
     def __init__(self, messages: Callable[[], int], interval_s: float = 0.5,
                  consumer_cpu: Callable[[], float] | None = None) -> None:
@@ -27,7 +28,7 @@ class CounterSampler:
         self._consumer_cpu = consumer_cpu
         self._interval_s = interval_s
         self._stop = threading.Event()
-        self.samples: list[tuple[float, float, int, float]] = []
+        self.samples: list[tuple[float, float, int, float, int]] = []
         self._thread = threading.Thread(target=self._run, name="counter-sampler", daemon=True)
 
     def start(self) -> None:
@@ -40,7 +41,8 @@ class CounterSampler:
 
     def _take(self) -> None:
         consumer = self._consumer_cpu() if self._consumer_cpu is not None else 0.0
-        self.samples.append((time.monotonic(), own_cpu_seconds(), self._messages(), consumer))
+        self.samples.append((time.monotonic(), own_cpu_seconds(), self._messages(), consumer,
+                             tcp_segments_sent()))
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -53,6 +55,7 @@ class SteadyState:
     cpu_s: float
     messages: int
     consumer_cpu_s: float = 0.0  # of cpu_s, spent by the client's consumer
+    tcp_segments: int = -1  # TCP segments the host sent in the window (-1: unknown)
 
     @property
     def us_per_msg(self) -> float:
@@ -65,13 +68,21 @@ class SteadyState:
                 else float("nan"))
 
     @property
+    def tcp_segments_per_msg(self) -> float:
+        """Host-wide TCP segments sent per message (NaN when unknown): on loopback one is
+        the message's own segment, the rest mostly the receiver's ACKs."""
+        return (self.tcp_segments / self.messages if self.messages and self.tcp_segments >= 0
+                else float("nan"))
+
+    @property
     def cores(self) -> float:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else float("nan")
 
 
 def steady_state(samples: list[tuple[float, ...]], trim_s: float = 1.0) -> SteadyState:
     """The window from ``trim_s`` after messages start to ``trim_s`` before they stop.
-    Samples are (wall_s, cpu_s, messages) or (wall_s, cpu_s, messages, consumer_cpu_s)."""
+    Samples are (wall_s, cpu_s, messages), optionally followed by consumer_cpu_s and
+    tcp_segments (see ``CounterSampler``)."""
     flowing = [i for i in range(1, len(samples)) if samples[i][2] > samples[i - 1][2]]
     if not flowing:
         return SteadyState(0.0, 0.0, 0)
@@ -82,5 +93,9 @@ def steady_state(samples: list[tuple[float, ...]], trim_s: float = 1.0) -> Stead
         window = samples[flowing[0] - 1 : flowing[-1] + 1]
     first, last = window[0], window[-1]
     consumer = (last[3] - first[3]) if len(first) > 3 and len(last) > 3 else 0.0
+    segments = -1
+    if len(first) > 4 and len(last) > 4 and first[4] >= 0 and last[4] >= 0:
+        segments = int(last[4] - first[4])
     return SteadyState(wall_s=last[0] - first[0], cpu_s=last[1] - first[1],
-                       messages=int(last[2] - first[2]), consumer_cpu_s=consumer)
+                       messages=int(last[2] - first[2]), consumer_cpu_s=consumer,
+                       tcp_segments=segments)
