@@ -1,7 +1,10 @@
 """One RTMS session over Trio: join, stream, keep alive, reconnect, close.
 
 A ``Session`` owns one signaling WebSocket (trio-websocket; control plane) and its media
-sockets (``pump.MediaSocket``; data plane). Lifecycle:
+sockets (``pump.MediaSocket``; data plane). Under trio-websocket sits a ``SignalingStream``:
+once the signaling handshake is accepted, keep-alive requests are answered there, in the
+reader's task as they are read (the machine still reads each one), instead of travelling
+through trio-websocket's message queue to the session's task. Lifecycle:
 
 1. signaling: connect, SIGNALING_HAND_SHAKE_REQ (1) -> RESP (2) with the media URLs
    (per-type keys, ``all``, or a bare string are all accepted);
@@ -25,7 +28,8 @@ handshake; this module does the I/O and turns their events into engine events.
 
 The outcome is always one typed ``StreamStopped`` event. A session never raises into the
 engine: any unexpected error becomes outcome ``failed``. This module must never parse
-WebSocket frames itself (``pump`` does), block the Trio thread, or wait on a consumer.
+WebSocket frames itself (``pump`` and ``signaling_stream`` do), block the Trio thread, or
+wait on a consumer.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -147,6 +151,7 @@ from rtms_fast.ring import (
     RingOverflowPolicy,
 )
 from rtms_fast.settings import EngineSettings
+from rtms_fast.signaling_stream import SignalingStream
 from rtms_fast.stats import DropReason, MediaCounters, RingStats, SessionCounters, SessionStats
 from rtms_fast.tls import NativeTLSContext
 
@@ -427,6 +432,7 @@ class Session:
         self._end_done = trio.Event()
         self._close_done = trio.Event()
         self._signaling: trio_websocket.WebSocketConnection | None = None
+        self._signaling_stream: SignalingStream | None = None
         # The signaling protocol rules (handshake, states, close) live in this machine;
         # one per join attempt. Its clock is Trio's, in ms.
         self._sig: ClientSignalingConnection | None = None
@@ -689,8 +695,13 @@ class Session:
                         assert context is not None
                         stream = trio.SSLStream(tcp, context, server_hostname=url.hostname,
                                                 https_compatible=True)
+                    signaling_stream = SignalingStream(stream, self._answer_tapped_keepalive)
+                    self._signaling_stream = signaling_stream
                     ws = await trio_websocket.wrap_client_stream(
-                        ws_nursery, stream, url.hostname if port == (443 if tls else 80)
+                        ws_nursery,
+                        # any trio Stream works; the annotation names only the usual two
+                        cast("trio.SocketStream", signaling_stream),
+                        url.hostname if port == (443 if tls else 80)
                         else f"{url.hostname}:{port}", resource,
                         message_queue_size=64, max_message_size=s.max_message_bytes)
                 self._signaling = ws
@@ -774,6 +785,9 @@ class Session:
                     await self._answer_keepalive_ws(ws, sig, event)
                 elif isinstance(event, HandshakeAccepted):
                     assert sig.response is not None
+                    # from now on keep-alives are answered where they are read
+                    if self._signaling_stream is not None:
+                        self._signaling_stream.tap.enabled = True
                     return sig.response
                 elif isinstance(event, HandshakeRejected):
                     if any(isinstance(e, ProtocolViolation) for e in events):
@@ -1268,6 +1282,20 @@ class Session:
         await ws.send_message(
             sig.keep_alive_response(request.sequence, request.timestamp).decode())
         self._note_keepalive(request.timestamp)
+
+    def _answer_tapped_keepalive(self, payload: bytes) -> bytes | None:
+        """A keep-alive request ``SignalingStream`` took off the signaling socket: the
+        machine reads it like any message; returns the response to send."""
+        self._signaling_last_rx = trio.current_time()
+        sig = self._sig
+        if sig is None:
+            return None
+        for event in self._sig_receive(sig, payload):
+            if isinstance(event, KeepAliveRequested):
+                body = sig.keep_alive_response(event.sequence, event.timestamp)
+                self._note_keepalive(event.timestamp)
+                return body
+        return None
 
     def _answer_keepalive_sock(self, sock: MediaSocket, msg: KeepAliveRequest) -> None:
         sock.send_message(encode_message(KeepAliveResponse(

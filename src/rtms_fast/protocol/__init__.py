@@ -34,6 +34,7 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .events import *  # noqa: F403
 from .events import __all__ as _events_all
+from .keepalive_tap import KeepAliveTap, is_keepalive_request
 from .messages import *  # noqa: F403
 from .messages import __all__ as _messages_all
 from .server import *  # noqa: F403
@@ -54,10 +55,12 @@ __all__ = [
     "ClientMediaState",
     "ClientSignalingState",
     "ConnectionStats",
+    "KeepAliveTap",
     "ServerMediaState",
     "ServerSignalingState",
     "ToleranceStats",
     "WireData",
+    "is_keepalive_request",
     "rtms_signature",
     "status_for_error",
     "stop_reason_from_name",
