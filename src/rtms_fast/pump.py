@@ -861,13 +861,14 @@ class MediaPump:
     def unregister(self, media_socket: MediaSocket) -> None:
         if self._sockets.pop(media_socket, None) is None:
             return
-        if self._epoll is not None:
-            for fd, known in list(self._by_fd.items()):
-                if known is media_socket:
-                    del self._by_fd[fd]
-                    self._untrack_fd(fd)
-                    with contextlib.suppress(OSError, ValueError):
-                        self._epoll.unregister(fd)
+        # the fd it was registered under (its socket may be closed by now): O(1), not a
+        # scan of every fd, which made ending 1,000 sessions at once quadratic
+        fd = media_socket._pump_fd if media_socket._pump is self else -1
+        if self._epoll is not None and self._by_fd.get(fd) is media_socket:
+            del self._by_fd[fd]
+            self._untrack_fd(fd)
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
         if media_socket._pump is self:
             media_socket._last_activity_s = media_socket.last_activity_s
             media_socket._pump = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import select
 import socket
 import struct
@@ -487,3 +488,42 @@ async def test_reads_without_delayed_acks_never_set_them(
     _wait_readable(client)
     pump.sweep()
     assert pump.stats.bytes > 0 and pump.stats.ack_rearms == 0
+
+
+async def test_unregister_after_close_frees_the_fd_for_its_next_owner(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """A socket unregistered after its descriptor was closed leaves nothing behind (found
+    by the fd it was registered under), and a new socket given the same number works."""
+    pump = MediaPump(20)
+    config = g711_config_for_tests()
+    medias = [_ingest_socket(pump, client, config)[0] for _, client in tcp_pairs]
+    (_, c0), (_, c1), (_, c2) = tcp_pairs
+    reused = c1.fileno()
+    c1.close()  # fileno() is -1 from here on
+    pump.unregister(medias[1])
+    assert sorted(pump._by_fd) == sorted([c0.fileno(), c2.fileno()])
+    assert pump.stats.sockets == 2
+    assert medias[1]._pump is None
+    pump.unregister(medias[1])  # twice is harmless
+    pump.unregister(medias[0])
+    assert sorted(pump._by_fd) == [c2.fileno()]
+    # a new connection under the very number just freed
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    target = socket.socket(fileno=os.dup2(client.fileno(), reused))
+    client.close()
+    try:
+        target.setblocking(False)
+        _, ingest, _ = _ingest_socket(pump, target, config)
+        assert pump._by_fd[reused] is not medias[1]
+        pump.sweep()
+        server.sendall(_frame(g711_rtp_message(0, bytes(160))))
+        await _sweep_until(pump, lambda: ingest.stats().audio_ingested == 1)
+    finally:
+        server.close()
+        target.close()
