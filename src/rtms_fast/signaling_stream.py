@@ -9,7 +9,9 @@ and a locked send, ~150 us of CPU, and it waits behind whatever that task is doi
 reader's task. Every other byte reaches trio-websocket unchanged and in order.
 
 Sends from trio-websocket and keep-alive answers share the transport, so they are
-serialized here (a Trio stream allows one ``send_all`` at a time).
+serialized here (a Trio stream allows one ``send_all`` at a time). Once trio-websocket has
+written a close frame nothing more may follow it (RFC 6455 5.5.1): answering stops there
+and later requests go on to trio-websocket, which discards them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from rtms_fast.protocol.keepalive_tap import KeepAliveTap
 from rtms_fast.wire import Opcode, encode_frame
 
 __all__ = ["SignalingStream"]
+
+_OP_CLOSE = 0x8
 
 
 class SignalingStream(trio.abc.Stream):
@@ -38,6 +42,8 @@ class SignalingStream(trio.abc.Stream):
         self._sending = False
         self._send_turns = trio.lowlevel.ParkingLot()
         self._at_eof = False
+        self._request_sent = False
+        self._close_sent = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         while not self._at_eof:
@@ -47,7 +53,7 @@ class SignalingStream(trio.abc.Stream):
                 return self.tap.flush()
             passed, requests = self.tap.feed(bytes(data))
             for payload in requests:
-                body = self._answer(payload)
+                body = None if self._close_sent else self._answer(payload)
                 if body is not None:
                     # client frames are masked with a fresh unpredictable key (RFC 6455 5.3)
                     await self._send(encode_frame(Opcode.TEXT, body, mask_key=os.urandom(4)))
@@ -57,6 +63,12 @@ class SignalingStream(trio.abc.Stream):
         return b""
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        # trio-websocket writes its HTTP request first, then each frame in a call of its own
+        if not self._request_sent:
+            self._request_sent = True
+        elif len(data) and data[0] & 0x0F == _OP_CLOSE:
+            self._close_sent = True
+            self.tap.enabled = False
         await self._send(data)
 
     async def _send(self, data: bytes | bytearray | memoryview) -> None:

@@ -121,10 +121,11 @@ async def test_end_of_stream_hands_on_what_was_held() -> None:
     partial = encode_frame(Opcode.TEXT, _ka(1).encode())[:9]
     await server.send_all(b"HTTP/1.1 101 OK\r\n\r\n" + partial)
     await server.send_eof()
-    assert await stream.receive_some() == b"HTTP/1.1 101 OK\r\n\r\n"
-    assert await stream.receive_some() == partial
-    assert await stream.receive_some() == b""
-    assert await stream.receive_some() == b""
+    with trio.fail_after(1):
+        assert await stream.receive_some() == b"HTTP/1.1 101 OK\r\n\r\n"
+        assert await stream.receive_some() == partial
+        assert await stream.receive_some() == b""
+        assert await stream.receive_some() == b""
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
@@ -153,3 +154,28 @@ async def test_a_session_answers_signaling_keepalives_where_it_reads_them(tls: b
     assert stream.answered >= sim.counters.keepalives_sent - 2
     assert sim.counters.keepalive_answers >= stream.answered
     assert stats.keepalives_answered >= stream.answered
+
+
+async def test_nothing_is_answered_after_our_close_frame() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    stream = SignalingStream(client, _answer)
+    request = b"HTTP/1.1 GET / ...\r\n\r\n"  # the first write is never taken for a frame
+    await stream.send_all(request)
+    await server.send_all(b"HTTP/1.1 101 OK\r\n\r\n" + encode_frame(Opcode.TEXT, _ka(1).encode()))
+    stream.tap.enabled = True
+    assert await stream.receive_some() == b"HTTP/1.1 101 OK\r\n\r\n"  # answered
+    close = encode_frame(Opcode.CLOSE, b"\x03\xe8", mask_key=b"abcd")
+    await stream.send_all(close)
+    late = encode_frame(Opcode.TEXT, _ka(2).encode())
+    await server.send_all(late)
+    with trio.fail_after(1):
+        assert await stream.receive_some() == late  # handed on: trio-websocket discards it
+    await server.send_eof()
+    assert await stream.receive_some() == b""
+    written = await server.receive_some()
+    frames, used = split_frames(written[len(request):], allow_masked=True)
+    assert [(h.opcode, p) for h, p in frames] == [
+        (Opcode.TEXT, b'{"msg_type": 13, "timestamp": 1001, "sequence": 1}'),
+        (Opcode.CLOSE, b"\x03\xe8")]
+    assert written.startswith(request) and used == len(written) - len(request)
+    assert stream.answered == 1
