@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
+from _loopback import tcp_pairs as loopback_tcp_pairs
 from wsproto.connection import Connection, ConnectionType
 
 from rtms_fast import codecs
@@ -45,17 +46,9 @@ def _frame(payload: bytes, opcode: int = 1) -> bytes:
 @pytest.fixture
 def tcp_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
     """Three connected loopback TCP pairs: (sender, non-blocking receiver)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    pairs = []
-    for _ in range(3):
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
+    pairs = loopback_tcp_pairs(3)
+    for _, client in pairs:
         client.setblocking(False)
-        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pairs.append((server, client))
-    listener.close()
     yield pairs
     for server, client in pairs:
         server.close()
@@ -509,12 +502,7 @@ async def test_unregister_after_close_frees_the_fd_for_its_next_owner(
     pump.unregister(medias[0])
     assert sorted(pump._by_fd) == [c2.fileno()]
     # a new connection under the very number just freed
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    client = socket.create_connection(listener.getsockname())
-    server, _ = listener.accept()
-    listener.close()
+    [(server, client)] = loopback_tcp_pairs(1)
     target = socket.socket(fileno=os.dup2(client.fileno(), reused))
     client.close()
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 import trustme
+from _loopback import tcp_pairs as loopback_tcp_pairs
 from wsproto.connection import Connection, ConnectionType
 
 from rtms_fast.ingest import Codec, ContentType, IngestConfig, IngestConnection, IngestRecord
@@ -77,13 +78,7 @@ def ca() -> trustme.CA:
 
 @pytest.fixture
 def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    client = socket.create_connection(listener.getsockname())
-    server, _ = listener.accept()
-    listener.close()
-    server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    [(server, client)] = loopback_tcp_pairs(1)
     yield server, client
     server.close()
     client.close()
