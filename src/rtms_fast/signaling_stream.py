@@ -26,8 +26,6 @@ from rtms_fast.wire import Opcode, encode_frame
 
 __all__ = ["SignalingStream"]
 
-_OP_CLOSE = 0x8
-
 
 class SignalingStream(trio.abc.Stream):
     """``answer(payload)`` gets each keep-alive request's JSON and returns the JSON of the
@@ -66,7 +64,7 @@ class SignalingStream(trio.abc.Stream):
         # trio-websocket writes its HTTP request first, then each frame in a call of its own
         if not self._request_sent:
             self._request_sent = True
-        elif len(data) and data[0] & 0x0F == _OP_CLOSE:
+        elif len(data) and data[0] & 0x0F == Opcode.CLOSE:
             self._close_sent = True
             self.tap.enabled = False
         await self._send(data)
