@@ -566,6 +566,31 @@ size_t rtms_ring_read(rtms_ring *r, void *dst, size_t max_items)
     return n - bad;
 }
 
+size_t rtms_ring_readable_many(rtms_ring *const *rings, size_t n, size_t *counts)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        counts[i] = rtms_ring_readable(rings[i]);
+        total += counts[i];
+    }
+    return total;
+}
+
+size_t rtms_ring_read_many(rtms_ring *const *rings, size_t n, size_t item_size, void *dst,
+                           size_t *counts)
+{
+    unsigned char *out = dst;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t got = 0;
+        if (counts[i] != 0 && rings[i]->item_size == item_size)
+            got = rtms_ring_read(rings[i], out + total * item_size, counts[i]);
+        counts[i] = got;
+        total += got;
+    }
+    return total;
+}
+
 /* ---- stats ------------------------------------------------------------- */
 
 void rtms_ring_get_stats(const rtms_ring *r, rtms_ring_stats *out)

@@ -349,6 +349,14 @@ size_t rtms_ring_overwritten(rtms_ring *r, size_t n);
 size_t rtms_ring_consume(rtms_ring *r, size_t n, size_t *overwritten);
 /* Copy up to max_items intact items to dst and consume them; returns the count. */
 size_t rtms_ring_read(rtms_ring *r, void *dst, size_t max_items);
+/* Many rings of one consumer at once (an ASR worker draining every stream):
+   counts[i] = items readable in rings[i] now; returns their sum. */
+size_t rtms_ring_readable_many(rtms_ring *const *rings, size_t n, size_t *counts);
+/* Copy up to counts[i] intact items of rings[i] (each of item_size bytes) to dst,
+   ring after ring with no gaps, and consume them; counts[i] becomes what ring i
+   gave. Returns the total. A ring of another item size gives nothing. */
+size_t rtms_ring_read_many(rtms_ring *const *rings, size_t n, size_t item_size, void *dst,
+                           size_t *counts);
 
 typedef struct {
     uint64_t capacity;        /* items */

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "WebhookServer": "rtms_fast.webhook",
     "EngineRecorder": "rtms_fast.sinks",
     "AudioRing": "rtms_fast.ring",
+    "AudioRingGroup": "rtms_fast.ring_group",
     "MemoryBudget": "rtms_fast.ring",
     "RingOverflowPolicy": "rtms_fast.ring",
     "StreamStopped": "rtms_fast.events",
@@ -31,6 +32,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "AudioRing",
+    "AudioRingGroup",
     "Engine",
     "EngineRecorder",
     "EngineSettings",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from rtms_fast.engine import Engine, StartResult
     from rtms_fast.events import StreamLost, StreamStopped
     from rtms_fast.ring import AudioRing, MemoryBudget, RingOverflowPolicy
+    from rtms_fast.ring_group import AudioRingGroup
     from rtms_fast.session import Session, SessionSpec
     from rtms_fast.settings import EngineSettings, SettingsError
     from rtms_fast.sinks import EngineRecorder

@@ -1,9 +1,10 @@
 """The rtms-fast engine as a load-test client (used by ``client_proc engine``).
 
 Joins every stream with one ``Engine`` and drains every participant ring every
-``drain_interval_ms`` the way a consumer would (read a zero-copy view, consume
-it). Messages are counted from the samples drained (one message is one frame
-of ``send_rate_ms``), which costs nothing per message; the exact count comes
+``drain_interval_ms`` the way an ASR worker serving many streams would: one
+``AudioRingGroup`` read copies out every ring's new audio in one native call.
+Messages are counted from the samples drained (one message is one frame of
+``send_rate_ms``), which costs nothing per message; the exact count comes
 from the engine's stats at the end. Latency is sampled every
 ``latency_every_s`` on a rotating tenth of the sessions: receiver clock minus
 the sender's timestamp of the newest message ingested for each participant.
@@ -14,13 +15,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import trio
 
 from rtms_fast.bench.sampler import CounterSampler
 from rtms_fast.engine import Engine
+from rtms_fast.events import AudioStreamStarted
 from rtms_fast.protocol.webhook import Product
-from rtms_fast.ring import AudioRing
-from rtms_fast.session import Session, SessionSpec
+from rtms_fast.ring_group import AudioRingGroup
+from rtms_fast.session import SessionSpec
 from rtms_fast.settings import EngineSettings
 
 _CODECS: dict[str, tuple[str, int, str]] = {
@@ -63,42 +67,64 @@ def run_engine_load(
 
     async def main() -> dict[str, Any]:
         async with Engine(settings, client_id=client_id, client_secret=client_secret) as engine:
-            for p in payloads:
-                engine.start_session(SessionSpec(
-                    rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
-                    server_urls=p["server_urls"], product=Product.MEETING,
-                    client_id=client_id, client_secret=client_secret))
-            consumer_cpu = [0.0]  # thread CPU of the draining below: the application's share
-            sampler = CounterSampler(lambda: messages[0], consumer_cpu=lambda: consumer_cpu[0])
-            sampler.start()
-            next_latency = time.monotonic()
-            rings: dict[Session, list[AudioRing]] = {}
-            samples_taken = 0
-            with trio.move_on_after(deadline_s):
-                while any(not s.finished.is_set() for s in engine.sessions()):
+            subscription = engine.subscribe(max_queued=64 * len(payloads) + 1024)
+            group: AudioRingGroup | None = None
+            consumer_cpu = [0.0]  # thread CPU of the consumer's code: the application's share
+
+            async def add_rings() -> None:
+                """Every ring joins the group as its participant's audio starts."""
+                nonlocal group
+                async for event in subscription:
+                    started = time.thread_time()
+                    if isinstance(event, AudioStreamStarted):
+                        session = engine.session(event.rtms_stream_id)
+                        if session is not None:
+                            ring = session.ring(event.participant)
+                            if group is None:
+                                group = AudioRingGroup(ring.dtype)
+                            group.add(ring)
+                    consumer_cpu[0] += time.thread_time() - started
+
+            async def drain() -> None:
+                next_latency = time.monotonic()
+                samples_taken = 0
+                samples_per_drain = int(rate * drain_interval_ms / 1000) + 1
+                buffer: npt.NDArray[Any] = np.empty(0)
+                while True:
                     await trio.sleep(drain_interval_ms / 1000.0)
-                    drain_started = time.thread_time()
-                    sessions = engine.sessions()
-                    for session in sessions:
-                        known = rings.get(session)
-                        if known is None or len(known) != session.participant_count:
-                            known = rings[session] = [
-                                session.ring(key) for key, _, _ in session.participants()]
-                        for ring in known:
-                            n = ring.available
-                            if n:
-                                ring.consume(len(ring.read()))
-                                drained[0] += n
+                    started = time.thread_time()
+                    if group is not None:
+                        # one buffer, reused: room for two intervals of every ring
+                        need = 2 * len(group) * samples_per_drain
+                        if buffer.shape[0] < need or buffer.dtype != group.dtype:
+                            buffer = np.empty(need, group.dtype)
+                        drained[0] += len(group.read(buffer))
                     messages[0] = drained[0] // samples_per_message
                     now = time.monotonic()
                     if now >= next_latency:  # a rotating tenth of the sessions per sample
                         next_latency = now + latency_every_s
                         now_ms = time.time() * 1000.0
-                        for session in sessions[samples_taken % 10 :: 10]:
+                        for session in engine.sessions()[samples_taken % 10 :: 10]:
                             latencies.extend(now_ms - t for t in
                                              session.latest_audio_timestamps_ms())
                         samples_taken += 1
-                    consumer_cpu[0] += time.thread_time() - drain_started
+                    consumer_cpu[0] += time.thread_time() - started
+
+            for p in payloads:
+                engine.start_session(SessionSpec(
+                    rtms_stream_id=p["rtms_stream_id"], signature_id=p["meeting_uuid"],
+                    server_urls=p["server_urls"], product=Product.MEETING,
+                    client_id=client_id, client_secret=client_secret))
+            sampler = CounterSampler(lambda: messages[0], consumer_cpu=lambda: consumer_cpu[0])
+            sampler.start()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(add_rings)
+                nursery.start_soon(drain)
+                with trio.move_on_after(deadline_s):
+                    await engine.wait_idle()
+                nursery.cancel_scope.cancel()
+            if group is not None:  # what arrived after the last drain
+                drained[0] += len(group.read())
             messages[0] = audio_messages(engine)
             sampler.stop()
             stats = engine.stats()
