@@ -219,3 +219,63 @@ def test_ring_read_anchor_numpy_copy(
     benchmark.extra_info.update(items=n_items, unit="samples", role="anchor", anchor="numpy copy")
     benchmark.pedantic(one, setup=fill, rounds=READ_ROUNDS, iterations=1)
     assert set(last) == {int(block[-1])}
+
+
+# ---- many rings, one reader (an ASR worker serving every stream) ---------------
+
+GROUP_RINGS = 1000
+GROUP_ROUNDS = 200
+
+
+def _filled_rings(block: np.ndarray[Any, Any]) -> tuple[list[AudioRing], Any]:
+    """GROUP_RINGS rings and an untimed native fill of one block each (the ingest kernel's
+    part in production)."""
+    rings = [_ring(True) for _ in range(GROUP_RINGS)]
+    handles = [ring.native_handle() for ring in rings]
+    src = ffi.from_buffer(block)
+
+    def fill() -> None:
+        for h in handles:
+            lib.rtms_ring_write(h, src, BLOCK)
+
+    return rings, fill
+
+
+def test_ring_group_read(benchmark: Any, block: np.ndarray[Any, Any]) -> None:
+    """Every ring's new block copied out by one ``AudioRingGroup.read`` into a reused buffer."""
+    from rtms_fast.ring_group import AudioRingGroup
+
+    rings, fill = _filled_rings(block)
+    group = AudioRingGroup()
+    for ring in rings:
+        group.add(ring)
+    out = np.empty(2 * GROUP_RINGS * BLOCK, np.int16)
+    totals: list[int] = []
+
+    benchmark.group = f"ring-group-{GROUP_RINGS}x{BLOCK}"
+    benchmark.extra_info.update(items=GROUP_RINGS * BLOCK, unit="samples", role="subject")
+    benchmark.pedantic(lambda: totals.append(len(group.read(out))), setup=fill,
+                       rounds=GROUP_ROUNDS, iterations=1)
+    assert set(totals) == {GROUP_RINGS * BLOCK}
+    np.testing.assert_array_equal(group.read(out).samples, np.empty(0, np.int16))
+
+
+def test_ring_group_anchor_ring_by_ring(benchmark: Any, block: np.ndarray[Any, Any]) -> None:
+    """The same work ring by ring: a zero-copy view of each, consumed (no copy at all)."""
+    rings, fill = _filled_rings(block)
+    totals: list[int] = []
+
+    def one() -> None:
+        total = 0
+        for ring in rings:
+            if ring.available:
+                view = ring.read()
+                total += len(view)
+                ring.consume(len(view))
+        totals.append(total)
+
+    benchmark.group = f"ring-group-{GROUP_RINGS}x{BLOCK}"
+    benchmark.extra_info.update(items=GROUP_RINGS * BLOCK, unit="samples", role="anchor",
+                                anchor="a view per ring")
+    benchmark.pedantic(one, setup=fill, rounds=GROUP_ROUNDS, iterations=1)
+    assert set(totals) == {GROUP_RINGS * BLOCK}
