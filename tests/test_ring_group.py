@@ -225,3 +225,17 @@ def test_read_refuses_an_unusable_out(out: np.ndarray[Any, Any]) -> None:
     readonly.flags.writeable = False
     with pytest.raises(ValueError, match="out must be"):
         group.read(readonly)
+
+
+def test_remove_many_at_once_or_none_when_one_is_not_a_member() -> None:
+    rings = [AudioRing(64, policy=DN) for _ in range(5)]
+    group = AudioRingGroup()
+    for ring in rings:
+        group.add(ring)
+    with pytest.raises(ValueError, match="not in"):
+        group.remove(rings[0], AudioRing(64))
+    assert len(group) == 5
+    group.remove(rings[3], rings[0])
+    assert group.rings == (rings[1], rings[2], rings[4])
+    rings[4].write(seq(9, 2))
+    assert group.read().counts.tolist() == [0, 0, 2]

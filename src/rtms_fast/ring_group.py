@@ -108,13 +108,15 @@ class AudioRingGroup:
             self._members.add(id(ring))
             return index
 
-    def remove(self, ring: AudioRing) -> None:
-        """Stop reading ``ring`` (its unread items stay in it). ValueError if not a member."""
+    def remove(self, *rings: AudioRing) -> None:
+        """Stop reading ``rings`` (their unread items stay in them), in one pass whatever
+        their number. ValueError, removing none, if one is not a member."""
         with self._lock:
-            if id(ring) not in self._members:
+            gone = {id(ring) for ring in rings}
+            if not gone <= self._members:
                 raise ValueError("ring is not in this group")
-            self._members.discard(id(ring))
-            self._rings = [r for r in self._rings if r is not ring]
+            self._members -= gone
+            self._rings = [r for r in self._rings if id(r) not in gone]
             self._reserve(max(16, len(self._pointers)))
 
     def __len__(self) -> int:

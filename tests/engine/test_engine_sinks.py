@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import wave
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -208,3 +209,78 @@ async def test_route_audio_calls_back_per_participant() -> None:
             assert samples == 4800
         else:
             assert 0 < samples <= 4800
+
+
+async def _consume_batches(engine: Engine, got: dict[tuple[str, str], list[np.ndarray]],
+                           labels: list[tuple[tuple[str, str], ...]], **kwargs: object) -> None:
+    from rtms_fast.consumers import audio_batches
+
+    async for batch in audio_batches(engine, 0.02, **kwargs):  # type: ignore[arg-type]
+        assert len(batch) == int(batch.counts.sum()) > 0
+        labels.append(batch.labels)
+        for stream_id, participant, samples in batch.chunks():
+            got.setdefault((stream_id, participant), []).append(samples.copy())
+
+
+async def test_audio_batches_bring_every_participant_of_every_session() -> None:
+    cfg = SimConfig(sessions=3, participants=2, duration_s=0.3, keepalive_interval_s=0.2, seed=5)
+    settings = EngineSettings(media_types=("audio",), **FAST)
+    got: dict[tuple[str, str], list[np.ndarray]] = {}
+    labels: list[tuple[tuple[str, str], ...]] = []
+    async with run_simulator(cfg) as sim, Engine(settings) as engine:
+        engine.start_session(_spec(sim, 0))  # already running: found by listing the sessions
+        with trio.fail_after(5):
+            while not engine.sessions()[0].participants():
+                await trio.sleep(0.01)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_consume_batches, engine, got, labels)
+            for i in (1, 2):
+                engine.start_session(_spec(sim, i))
+            with trio.fail_after(10):
+                await engine.wait_idle()
+            await engine.shutdown()  # ends the batches
+    assert len(got) == 6
+    for i in range(3):
+        for p in range(2):
+            key = (sim.sessions[i].rtms_stream_id, str(participant_id(p)))
+            np.testing.assert_array_equal(np.concatenate(got[key]),
+                                          AudioSource(5, i, p).pcm(0, 4800), err_msg=str(key))
+
+
+@pytest.mark.parametrize("max_queued", [None, 1], ids=["events", "full-queue-rescan"])
+async def test_audio_batches_retire_ended_sessions_and_reuse_one_buffer(
+        max_queued: int | None) -> None:
+    cfg = SimConfig(sessions=4, participants=1, duration_s=0.2, keepalive_interval_s=0.2, seed=6)
+    settings = EngineSettings(media_types=("audio",), **FAST)
+    got: dict[tuple[str, str], list[np.ndarray]] = {}
+    labels: list[tuple[tuple[str, str], ...]] = []
+    async with run_simulator(cfg) as sim, Engine(settings) as engine, \
+            trio.open_nursery() as nursery:
+        nursery.start_soon(partial(_consume_batches, engine, got, labels, reuse_buffer=True,
+                                   max_queued=max_queued))
+        await trio.sleep(0)
+        first = {sim.sessions[i].rtms_stream_id for i in (0, 1)}
+        for i in (0, 1):
+            engine.start_session(_spec(sim, i))
+        with trio.fail_after(10):
+            await engine.wait_idle()
+        await trio.sleep(0.1)  # a few empty intervals: the ended rings are retired
+        seen_first = len(labels)
+        for i in (2, 3):
+            engine.start_session(_spec(sim, i))
+        with trio.fail_after(10):
+            await engine.wait_idle()
+        await engine.shutdown()
+    for i in range(4):
+        key = (sim.sessions[i].rtms_stream_id, str(participant_id(0)))
+        np.testing.assert_array_equal(np.concatenate(got[key]), AudioSource(6, i, 0).pcm(0, 3200))
+    later = labels[seen_first:]
+    assert later and all(stream_id not in first for batch in later for stream_id, _ in batch)
+
+
+async def test_audio_batches_refuse_a_non_positive_interval() -> None:
+    from rtms_fast.consumers import audio_batches
+
+    async with Engine(EngineSettings(**FAST)) as engine:
+        with pytest.raises(ValueError, match="interval_s"):
+            await audio_batches(engine, 0).__anext__()
