@@ -44,6 +44,15 @@ def test_medians_group_by_configuration_in_first_run_order() -> None:
     assert native["tcp_segments_per_msg_median"] == 1.5  # the base result's
 
 
+def test_keepalives_are_reported_per_run_and_summarised() -> None:
+    runs = [_result(keepalives_sent=40, keepalives_answered=40),
+            _result(keepalives_sent=40, keepalives_answered=38, keepalive_timeouts=1)]
+    assert runs[0].keepalive_label == "40/40"
+    assert runs[1].keepalive_label == "38/40 (1 timed out)"
+    (summary,) = load_medians(runs)
+    assert summary["keepalives_unanswered_max"] == 2 and summary["keepalive_timeouts"] == 1
+
+
 def _bench(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rtms_fast", "bench", "load", "--report-dir", str(tmp), *args],
@@ -59,6 +68,7 @@ def test_rounds_interleave_the_backends(tmp_path: Path) -> None:
     assert [r["tls_backend"] for r in summary["runs"]] == [
         "native", "native-openssl", "native", "native-openssl"]
     assert all(r["messages_received"] == r["messages_sent"] > 0 for r in summary["runs"])
+    assert all(r["keepalive_timeouts"] == 0 for r in summary["runs"])
     if sys.platform.startswith("linux"):  # the host's TCP segments per message, measured
         assert all(r["tcp_segments_per_msg"] > 0 for r in summary["runs"])
     assert [(m["tls"], m["runs"]) for m in summary["medians"]] == [

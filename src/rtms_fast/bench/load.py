@@ -66,6 +66,19 @@ class LoadResult:
     #: one client process; NaN otherwise): 1 plus the client's ACKs per message on loopback,
     #: e.g. 1.5 with delayed ACKs (one per two messages), 2 with an ACK per message.
     tcp_segments_per_msg: float = float("nan")
+    #: The simulator's keep-alive requests (every socket, every 5 s), the answers it got
+    #: (a request sent just before its session ended may go unanswered) and the sockets it
+    #: dropped for want of one.
+    keepalives_sent: int = 0
+    keepalives_answered: int = 0
+    keepalive_timeouts: int = 0
+
+    @property
+    def keepalive_label(self) -> str:
+        """``answered/sent``, with the timeouts when there were any."""
+        label = f"{self.keepalives_answered}/{self.keepalives_sent}"
+        return label + (f" ({self.keepalive_timeouts} timed out)" if self.keepalive_timeouts
+                        else "")
 
     @property
     def tls_label(self) -> str:
@@ -108,6 +121,9 @@ def load_medians(results: list[LoadResult]) -> list[dict[str, Any]]:
             "sim_misses_max": max(r.sim_misses for r in runs),
             "tcp_segments_per_msg_median": statistics.median(
                 r.tcp_segments_per_msg for r in runs),
+            "keepalives_unanswered_max": max(r.keepalives_sent - r.keepalives_answered
+                                             for r in runs),
+            "keepalive_timeouts": sum(r.keepalive_timeouts for r in runs),
         })
     return out
 
@@ -229,6 +245,9 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         # processes' windows (the SDK) overlap
         tcp_segments_per_msg=(steady[0].tcp_segments_per_msg if len(steady) == 1
                               else float("nan")),
+        keepalives_sent=int(counters.get("keepalives_sent", 0)),
+        keepalives_answered=int(counters.get("keepalive_answers", 0)),
+        keepalive_timeouts=int(counters.get("keepalive_timeouts", 0)),
     )
 
 

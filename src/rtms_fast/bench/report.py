@@ -32,6 +32,7 @@ LOAD_COLUMNS = (
     ("latency_p99_ms", "p99 ms", "{:.1f}"),
     ("sim_misses", "sim misses", "{}"),
     ("tcp_segments_per_msg", "segs/msg", "{:.2f}"),
+    ("keepalive_label", "keep-alives answered", "{}"),
 )
 
 
@@ -89,6 +90,8 @@ MEDIAN_COLUMNS = (
     ("drops", "drops", "{}"),
     ("sim_misses_max", "max sim misses", "{}"),
     ("tcp_segments_per_msg_median", "segs/msg", "{:.2f}"),
+    ("keepalives_unanswered_max", "max KA unanswered", "{}"),
+    ("keepalive_timeouts", "KA timeouts", "{}"),
 )
 
 
