@@ -107,6 +107,10 @@ _MAX_READY: Final = 8192
 _ACK_GAP_S: Final = 0.030
 #: ... and at least this often anyway (bounds the extra ACKs after a timer we did not see).
 _ACK_REARM_S: Final = 0.2
+#: A sweep reads every socket on the arena path without asking epoll which are ready when at
+#: least this share of them had bytes in the sweep before: with audio arriving on nearly
+#: every socket, epoll's readiness report costs more than the few reads that find nothing.
+_POLL_FREE_HIT_RATE: Final = 0.75
 #: ``_kind_by_fd`` values: how the native sweep reads a descriptor.
 _KIND_PYTHON: Final = 0  # per-socket Python read (TLS, leftovers, new sockets, no ingest)
 _KIND_ARENA: Final = 1  # plain socket with native ingest: batched recv into the arena
@@ -724,9 +728,10 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 
 
 class PumpStatistics:
-    __slots__ = ("ack_rearms", "bytes", "idle_skipped", "late_sweeps", "max_sweep_lag_s",
-                 "messages", "native_tls_reads", "native_tls_sockets", "own_record_sockets",
-                 "socket_failures", "sockets", "sweep_seconds", "sweeps")
+    __slots__ = ("ack_rearms", "bytes", "empty_reads", "idle_skipped", "late_sweeps",
+                 "max_sweep_lag_s", "messages", "native_tls_reads", "native_tls_sockets",
+                 "own_record_sockets", "poll_free_sweeps", "socket_failures", "sockets",
+                 "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
         self.idle_skipped = 0  # socket visits saved by the readiness set
@@ -740,6 +745,8 @@ class PumpStatistics:
         self.own_record_sockets = 0  # of those, on the own TLS 1.3 record layer
         self.socket_failures = 0  # sockets closed because handling them raised (_contain)
         self.ack_rearms = 0  # reads preceded by setting delayed ACKs again (see _ACK_GAP_S)
+        self.poll_free_sweeps = 0  # sweeps that read every arena socket without epoll
+        self.empty_reads = 0  # reads of those sweeps that found nothing
         # How far behind its schedule a sweep started: the latency the engine adds beyond
         # the sweep interval. Late: more than one interval behind (ticks were skipped).
         self.max_sweep_lag_s = 0.0
@@ -774,6 +781,14 @@ class MediaPump:
         # bytes waiting: idle sockets (transcript, chat) cost nothing per sweep.
         self._epoll: select.epoll | None = select.epoll() if use_epoll and hasattr(
             select, "epoll") else None
+        # Sockets without native ingest only (always on the Python path): the readiness set
+        # of sweeps that read the arena sockets without asking (_POLL_FREE_HIT_RATE).
+        self._epoll_slow: select.epoll | None = (
+            select.epoll() if self._epoll is not None else None)
+        self._poll_free = False  # whether the next native sweep skips the full epoll set
+        self._poll_free_enabled = True
+        self._registered: np.ndarray[Any, np.dtype[np.int32]] | None = None  # fds, cached
+        self._sweep_hits = 0  # arena reads of this sweep that got bytes
         self._by_fd: dict[int, MediaSocket] = {}
         self._attention: set[MediaSocket] = set()
         self.stats = PumpStatistics()
@@ -855,6 +870,7 @@ class MediaPump:
             else:
                 self._by_fd[fd] = media_socket
                 self._track_fd(media_socket, owner, fd)
+                self._registered = None
         self.stats.sockets = len(self._sockets)
         self._wake.set()
 
@@ -867,6 +883,7 @@ class MediaPump:
         if self._epoll is not None and self._by_fd.get(fd) is media_socket:
             del self._by_fd[fd]
             self._untrack_fd(fd)
+            self._registered = None
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
         if media_socket._pump is self:
@@ -891,6 +908,11 @@ class MediaPump:
         self._conn_by_fd[fd] = (
             0 if ingest is None else int(ffi.cast("uintptr_t", ingest.native_handle))
         )
+        if ingest is None and self._epoll_slow is not None:
+            try:
+                self._epoll_slow.register(fd, select.EPOLLIN)
+            except OSError:
+                self._poll_free_enabled = False  # cannot watch it alone: always ask epoll
         self._activity_by_fd[fd] = media_socket._last_activity_s
         self._ack_armed_by_fd[fd] = -math.inf  # a new socket starts in Linux's default mode
         self._wake_by_fd[fd] = 1  # the first audio is always announced
@@ -906,6 +928,10 @@ class MediaPump:
         self._audio_targets[fd] = (owner.on_audio_ingested, media_socket)
 
     def _untrack_fd(self, fd: int) -> None:
+        if self._epoll_slow is not None and fd < len(self._conn_by_fd) and (
+                self._conn_by_fd[fd] == 0):
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll_slow.unregister(fd)
         if fd < len(self._kind_by_fd):
             self._kind_by_fd[fd] = _KIND_PYTHON
             self._conn_by_fd[fd] = 0
@@ -1016,9 +1042,16 @@ class MediaPump:
 
     def _sweep_native(self, epoll: select.epoll) -> int:
         """One epoll_wait; sockets on the arena path in batched native calls, the rest
-        (and every socket that needs attention) through ``_sweep_python``."""
+        (and every socket that needs attention) through ``_sweep_python``.
+
+        When nearly every arena socket had bytes last time (``_POLL_FREE_HIT_RATE``), the
+        sweep reads all of them without asking epoll, which then watches only the sockets
+        without native ingest; a socket temporarily on the Python path (a partial frame,
+        TLS bytes pending) is visited every such sweep until it is back on the arena."""
         started = self._clock()
-        ready_count = int(lib.rtms_epoll_ready(epoll.fileno(), self._event_scratch,
+        poll_free = self._poll_free and self._epoll_slow is not None
+        watched = self._epoll_slow if poll_free and self._epoll_slow is not None else epoll
+        ready_count = int(lib.rtms_epoll_ready(watched.fileno(), self._event_scratch,
                                                len(self._event_scratch), self._p_ready,
                                                _MAX_READY))
         if ready_count < 0:  # cannot poll natively: fall back for good
@@ -1028,6 +1061,9 @@ class MediaPump:
         by_fd = self._by_fd
         kind_by_fd = self._kind_by_fd
         ready = self._ready_fds[:ready_count]
+        registered = self._registered
+        if registered is None:
+            registered = self._registered = np.fromiter(by_fd, np.int32, len(by_fd))
         # Python-path sockets: new ones, leftovers, TLS, queued output.
         slow: dict[MediaSocket, MediaSocketOwner] = {}
         for media_socket in self._attention:
@@ -1035,26 +1071,38 @@ class MediaPump:
             if owner is not None:
                 slow[media_socket] = owner
         self._attention.clear()
-        if ready_count:
-            for fd in ready[kind_by_fd[ready] == _KIND_PYTHON].tolist():
-                known = by_fd.get(fd)
-                if known is not None:
-                    owner = sockets.get(known)
-                    if owner is not None:
-                        slow[known] = owner
+        python_fds = ready[kind_by_fd[ready] == _KIND_PYTHON] if ready_count else ready
+        if poll_free:  # not watched by epoll now: those with ingest on the Python path
+            python_fds = np.concatenate((python_fds, registered[
+                (kind_by_fd[registered] == _KIND_PYTHON) & (self._conn_by_fd[registered] != 0)]))
+        for fd in python_fds.tolist():
+            known = by_fd.get(fd)
+            if known is not None:
+                owner = sockets.get(known)
+                if owner is not None:
+                    slow[known] = owner
         # (sockets with output the kernel did not take are in _attention: see flush)
         for media_socket in slow:
             if media_socket._pump is self and media_socket._pump_fd >= 0:
                 kind_by_fd[media_socket._pump_fd] = _KIND_PYTHON
         delivered = 0
-        arena_count = 0
-        if ready_count:
-            arena_fds = ready[kind_by_fd[ready] != _KIND_PYTHON]
-            arena_count = len(arena_fds)
-            slots = len(self._recv_fds)
-            for start in range(0, arena_count, slots):
-                delivered += self._sweep_arena(arena_fds[start : start + slots])
-        self.stats.idle_skipped += max(0, len(sockets) - len(slow) - arena_count)
+        on_arena = registered[kind_by_fd[registered] != _KIND_PYTHON]
+        arena_fds = on_arena if poll_free else ready[kind_by_fd[ready] != _KIND_PYTHON]
+        arena_count = len(arena_fds)
+        self._sweep_hits = 0
+        slots = len(self._recv_fds)
+        for start in range(0, arena_count, slots):
+            delivered += self._sweep_arena(arena_fds[start : start + slots])
+        if poll_free:
+            self.stats.poll_free_sweeps += 1
+            self.stats.empty_reads += arena_count - self._sweep_hits
+            hits = self._sweep_hits
+        else:
+            self.stats.idle_skipped += max(0, len(sockets) - len(slow) - arena_count)
+            hits = arena_count
+        # the next sweep's way: by the share of arena sockets that had bytes in this one
+        self._poll_free = (self._poll_free_enabled and len(on_arena) > 0
+                           and hits >= _POLL_FREE_HIT_RATE * len(on_arena))
         delivered = self._sweep_python(list(slow.items()), delivered, started)
         for media_socket in slow:
             self._settle_kind(media_socket)
@@ -1068,8 +1116,11 @@ class MediaPump:
         self._recv_fds[:count] = fds
         now = trio.current_time()
         if self._recv_flags & lib.RTMS_RECV_DELAY_ACK:
-            rearm = ((now - self._activity_by_fd[fds] >= _ACK_GAP_S)
-                     | (now - self._ack_armed_by_fd[fds] >= _ACK_REARM_S))
+            # after a gap, once (a poll-free sweep reads idle sockets too), and periodically
+            activity = self._activity_by_fd[fds]
+            armed = self._ack_armed_by_fd[fds]
+            rearm = (((now - activity >= _ACK_GAP_S) & (armed <= activity))
+                     | (now - armed >= _ACK_REARM_S))
             self._rearm_ack[:count] = rearm
             self._ack_armed_by_fd[fds[rearm]] = now
             self.stats.ack_rearms += int(np.count_nonzero(rearm))
@@ -1080,6 +1131,7 @@ class MediaPump:
         self.stats.bytes += used
         results = self._results[:count]
         got = np.flatnonzero(results > 0)
+        self._sweep_hits += len(got)
         failed = np.flatnonzero((results < 0) & (results != lib.RTMS_RECV_SKIPPED))
         touched: dict[MediaSocket, list[bytes]] = {}
         by_fd = self._by_fd

@@ -22,6 +22,7 @@ from _loopback import tcp_pairs as loopback_tcp_pairs
 from wsproto.connection import Connection, ConnectionType
 
 from rtms_fast import codecs
+from rtms_fast import pump as pump_module
 from rtms_fast.bench.workloads import g711_rtp_message
 from rtms_fast.ingest import (
     Codec,
@@ -53,6 +54,15 @@ def tcp_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
     for server, client in pairs:
         server.close()
         client.close()
+
+
+@pytest.fixture(params=["epoll", "poll-free"])
+def sweep_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a native sweep finds its sockets: epoll's readiness report, or reading
+    every arena socket (forced here from the second sweep on, whatever the hit rate)."""
+    rate = 0.0 if request.param == "poll-free" else 2.0
+    monkeypatch.setattr(pump_module, "_POLL_FREE_HIT_RATE", rate)
+    return str(request.param)
 
 
 class _Arrays:
@@ -208,7 +218,7 @@ async def _sweep_until(pump: MediaPump, done: Callable[[], bool], rounds: int = 
 
 
 async def test_arena_path_matches_the_stream(
-    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+    tcp_pairs: list[tuple[socket.socket, socket.socket]], sweep_mode: str,
 ) -> None:
     pump = MediaPump(20)
     config = g711_config_for_tests()
@@ -248,6 +258,7 @@ async def test_arena_path_matches_the_stream(
     await _sweep_until(pump, lambda: owners[2].closed is not None)
     assert owners[2].closed == (1006, "connection lost without a close frame")
     assert pump.stats.sockets == 2
+    assert (pump.stats.poll_free_sweeps > 0) == (sweep_mode == "poll-free")
 
 
 def _ingest_socket(pump: MediaPump, client: socket.socket, config: IngestConfig,
@@ -269,7 +280,7 @@ def _open_client() -> Any:
 
 
 async def test_arena_path_calls_again_when_the_records_fill_up(
-    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+    tcp_pairs: list[tuple[socket.socket, socket.socket]], sweep_mode: str,
 ) -> None:
     """With room for two records per kernel call, ONE sweep still delivers every message of
     every socket in order, and the audio after them lands in the rings."""
@@ -298,7 +309,7 @@ async def test_arena_path_calls_again_when_the_records_fill_up(
 
 
 async def test_audio_is_announced_only_when_a_reader_asks(
-    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+    tcp_pairs: list[tuple[socket.socket, socket.socket]], sweep_mode: str,
 ) -> None:
     """The native path calls ``on_audio_ingested`` for the first audio, then only after
     the socket's doorbell rang (a reader registered on a notifier): no Python call per
@@ -515,3 +526,76 @@ async def test_unregister_after_close_frees_the_fd_for_its_next_owner(
     finally:
         server.close()
         target.close()
+
+
+async def test_sweeps_go_poll_free_while_nearly_every_socket_has_bytes(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """Audio on every socket: the pump stops asking epoll and reads them all; a socket
+    without native ingest (always on the Python path) is still watched and delivered.
+    When most sockets fall silent, sweeps ask epoll again. Idle sockets read in poll-free
+    sweeps count as empty reads."""
+    pump = MediaPump(20)
+    config = g711_config_for_tests()
+    ingests: list[IngestConnection] = []
+    for _, client in tcp_pairs[:2]:
+        _, ingest, _ = _ingest_socket(pump, client, config)
+        ingests.append(ingest)
+    # the third socket has no native ingest: messages go to its owner through wsproto
+    plain_server, plain_client = tcp_pairs[2]
+    plain = MediaSocket(plain_client, "ws://127.0.0.1/", None, None, None, 1 << 20)
+    plain._ws = _open_client()
+    plain.start_data_phase(None)
+    plain_owner = _Owner()
+    pump.register(plain, plain_owner)
+    pump.sweep()  # new sockets: the Python path once
+    codes = bytes(range(160))
+    for seq in range(6):
+        for server, _ in tcp_pairs[:2]:
+            server.sendall(_frame(g711_rtp_message(seq, codes)))
+        for _, client in tcp_pairs[:2]:
+            _wait_readable(client)
+        if seq == 3:
+            plain_server.sendall(_frame(b'{"msg_type":12,"timestamp":7}'))
+            _wait_readable(plain_client)
+        pump.sweep()
+    assert [i.stats().audio_ingested for i in ingests] == [6, 6]
+    assert plain_owner.messages == [b'{"msg_type":12,"timestamp":7}']
+    assert pump.stats.poll_free_sweeps >= 4 and pump.stats.empty_reads == 0
+    # socket 1 falls silent: half the arena sockets have bytes, below the share needed
+    poll_free_before = pump.stats.poll_free_sweeps
+    for seq in range(6, 12):
+        tcp_pairs[0][0].sendall(_frame(g711_rtp_message(seq, codes)))
+        _wait_readable(tcp_pairs[0][1])
+        pump.sweep()
+    assert ingests[0].stats().audio_ingested == 12
+    # one poll-free sweep found socket 1 empty; from then on epoll was asked again
+    assert pump.stats.poll_free_sweeps == poll_free_before + 1
+    assert pump.stats.empty_reads == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux TCP delayed ACKs")
+async def test_an_idle_socket_read_by_poll_free_sweeps_sets_delayed_acks_once(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]], sweep_mode: str,
+) -> None:
+    """Delayed ACKs are set again before the first read after a gap, not before every
+    read of a socket that stays idle (poll-free sweeps read idle sockets too)."""
+    pump = MediaPump(20)
+    config = g711_config_for_tests()
+    for _, client in tcp_pairs[:2]:
+        _ingest_socket(pump, client, config)
+    pump.sweep()
+    codes = bytes(range(160))
+    for seq in range(3):  # both busy: poll-free from here on in that mode
+        for server, client in tcp_pairs[:2]:
+            server.sendall(_frame(g711_rtp_message(seq, codes)))
+            _wait_readable(client)
+        pump.sweep()
+    await trio.sleep(0.04)  # a gap: both sockets are due a re-arm
+    rearms = pump.stats.ack_rearms
+    for seq in range(3, 8):  # socket 0 busy, socket 1 idle
+        tcp_pairs[0][0].sendall(_frame(g711_rtp_message(seq, codes)))
+        _wait_readable(tcp_pairs[0][1])
+        pump.sweep()
+    # socket 0 once after the gap; socket 1, if read at all, once too
+    assert pump.stats.ack_rearms - rearms <= 2
