@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 import h11
@@ -787,6 +787,9 @@ class MediaPump:
             select.epoll() if self._epoll is not None else None)
         self._poll_free = False  # whether the next native sweep skips the full epoll set
         self._poll_free_enabled = True
+        #: "auto": poll-free while the hit rate allows (``_POLL_FREE_HIT_RATE``); "always"
+        #: or "never" fix the way (measurements, or a platform where one is better).
+        self.poll_free_mode: Literal["auto", "always", "never"] = "auto"
         self._registered: np.ndarray[Any, np.dtype[np.int32]] | None = None  # fds, cached
         self._sweep_hits = 0  # arena reads of this sweep that got bytes
         self._by_fd: dict[int, MediaSocket] = {}
@@ -1049,7 +1052,9 @@ class MediaPump:
         without native ingest; a socket temporarily on the Python path (a partial frame,
         TLS bytes pending) is visited every such sweep until it is back on the arena."""
         started = self._clock()
-        poll_free = self._poll_free and self._epoll_slow is not None
+        mode = self.poll_free_mode
+        poll_free = (self._epoll_slow is not None and self._poll_free_enabled
+                     and (mode == "always" or (mode == "auto" and self._poll_free)))
         watched = self._epoll_slow if poll_free and self._epoll_slow is not None else epoll
         ready_count = int(lib.rtms_epoll_ready(watched.fileno(), self._event_scratch,
                                                len(self._event_scratch), self._p_ready,

@@ -22,7 +22,6 @@ from _loopback import tcp_pairs as loopback_tcp_pairs
 from wsproto.connection import Connection, ConnectionType
 
 from rtms_fast import codecs
-from rtms_fast import pump as pump_module
 from rtms_fast.bench.workloads import g711_rtp_message
 from rtms_fast.ingest import (
     Codec,
@@ -54,15 +53,6 @@ def tcp_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
     for server, client in pairs:
         server.close()
         client.close()
-
-
-@pytest.fixture(params=["epoll", "poll-free"])
-def sweep_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways a native sweep finds its sockets: epoll's readiness report, or reading
-    every arena socket (forced here from the second sweep on, whatever the hit rate)."""
-    rate = 0.0 if request.param == "poll-free" else 2.0
-    monkeypatch.setattr(pump_module, "_POLL_FREE_HIT_RATE", rate)
-    return str(request.param)
 
 
 class _Arrays:

@@ -147,7 +147,7 @@ async def _sweep_until_closed(pump: MediaPump, owner: _Owner) -> None:
 @pytest.mark.parametrize("per_socket", PATHS)
 async def test_a_tls_failure_after_a_ping_closes_that_socket_only(
     native: bool, per_socket: bool, ca: trustme.CA, tmp_path: Path,
-    tcp_pair: tuple[socket.socket, socket.socket],
+    tcp_pair: tuple[socket.socket, socket.socket], sweep_mode: str,
 ) -> None:
     """A ping (its pong cannot be encrypted any more) then a corrupt record in one read:
     the socket closes as a TLS failure; the sweep itself never raises."""
@@ -165,7 +165,7 @@ async def test_a_tls_failure_after_a_ping_closes_that_socket_only(
 @pytest.mark.parametrize("per_socket", PATHS)
 async def test_bytes_after_a_close_notify_end_the_stream_without_a_spin(
     native: bool, per_socket: bool, ca: trustme.CA, tmp_path: Path,
-    tcp_pair: tuple[socket.socket, socket.socket],
+    tcp_pair: tuple[socket.socket, socket.socket], sweep_mode: str,
 ) -> None:
     server, pump, owner = _registered(native, per_socket, ca, tmp_path, tcp_pair)
     server.sock.sendall(server.record(_frame(b'{"msg_type":12}')) + server.close_notify()
@@ -179,7 +179,7 @@ async def test_bytes_after_a_close_notify_end_the_stream_without_a_spin(
 @pytest.mark.parametrize("per_socket", PATHS)
 async def test_a_close_frame_with_close_notify_keeps_its_code(
     native: bool, per_socket: bool, ca: trustme.CA, tmp_path: Path,
-    tcp_pair: tuple[socket.socket, socket.socket],
+    tcp_pair: tuple[socket.socket, socket.socket], sweep_mode: str,
 ) -> None:
     server, pump, owner = _registered(native, per_socket, ca, tmp_path, tcp_pair)
     server.sock.sendall(server.record(_frame(struct.pack("!H", 1000) + b"bye", opcode=0x8))
