@@ -1,4 +1,4 @@
-"""Suite-wide checks.
+"""Suite-wide checks and fixtures.
 
 Under CI (the ``CI`` environment variable set) on x86-64 Linux, the run fails
 unless official-SDK conformance tests were collected and passed: the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Any
 
 import pytest
 import trustme
@@ -60,3 +61,20 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return str(path)
+
+
+@pytest.fixture(params=["epoll", "poll-free"])
+def sweep_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a native sweep finds its sockets: epoll's readiness report, or reading
+    every arena socket (forced here for every pump the test makes)."""
+    mode = "always" if request.param == "poll-free" else "never"
+    from rtms_fast.pump import MediaPump
+
+    init = MediaPump.__init__
+
+    def forced(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.poll_free_mode = mode
+
+    monkeypatch.setattr(MediaPump, "__init__", forced)
+    return str(request.param)

@@ -44,13 +44,17 @@ def test_medians_group_by_configuration_in_first_run_order() -> None:
     assert native["tcp_segments_per_msg_median"] == 1.5  # the base result's
 
 
-def test_keepalives_are_reported_per_run_and_summarised() -> None:
-    runs = [_result(keepalives_sent=40, keepalives_answered=40),
-            _result(keepalives_sent=40, keepalives_answered=38, keepalive_timeouts=1)]
-    assert runs[0].keepalive_label == "40/40"
-    assert runs[1].keepalive_label == "38/40 (1 timed out)"
+def test_keepalives_and_drops_are_reported_per_run_and_summarised() -> None:
+    runs = [_result(keepalives_sent=40, keepalives_answered=38, keepalive_max_rtt_ms=3.0),
+            _result(keepalives_sent=40, keepalives_answered=37, keepalives_unanswered=1,
+                    keepalive_answers_late=2, keepalive_timeouts=1, keepalive_max_rtt_ms=1500.0,
+                    drops=3, drops_by_reason={"after_close": 2, "ring_overflow": 1})]
+    assert runs[0].keepalive_label == "38/40" and runs[0].drops_label == "0"
+    assert runs[1].keepalive_label == "37/40 (1 unanswered, 2 late, 1 timed out)"
+    assert runs[1].drops_label == "3 (after_close 2, ring_overflow 1)"
     (summary,) = load_medians(runs)
-    assert summary["keepalives_unanswered_max"] == 2 and summary["keepalive_timeouts"] == 1
+    assert (summary["keepalives_unanswered"], summary["keepalive_answers_late"],
+            summary["keepalive_timeouts"], summary["keepalive_max_rtt_ms"]) == (1, 2, 1, 1500.0)
 
 
 def _bench(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -68,7 +72,8 @@ def test_rounds_interleave_the_backends(tmp_path: Path) -> None:
     assert [r["tls_backend"] for r in summary["runs"]] == [
         "native", "native-openssl", "native", "native-openssl"]
     assert all(r["messages_received"] == r["messages_sent"] > 0 for r in summary["runs"])
-    assert all(r["keepalive_timeouts"] == 0 for r in summary["runs"])
+    assert all(r["keepalive_timeouts"] == 0 and r["keepalives_unanswered"] == 0
+               for r in summary["runs"])
     if sys.platform.startswith("linux"):  # the host's TCP segments per message, measured
         assert all(r["tcp_segments_per_msg"] > 0 for r in summary["runs"])
     assert [(m["tls"], m["runs"]) for m in summary["medians"]] == [

@@ -207,6 +207,27 @@ async def test_graceful_shutdown_closes_every_session() -> None:
         assert s.outcome is not None and s.outcome.outcome == "closed"
 
 
+async def test_every_keepalive_is_answered_in_time_on_every_socket() -> None:
+    """Requests every 0.1 s on the signaling socket and on split media sockets, with audio
+    and transcripts flowing: the simulator gets an answer to each within its 1 s bound,
+    none is left unanswered, and only the last ones are in flight when the streams end."""
+    cfg = SimConfig(sessions=3, participants=2, duration_s=2.5, keepalive_interval_s=0.1,
+                    transcript_interval_ms=200)
+    settings = EngineSettings(media_types=("audio", "transcript"), **FAST)
+    async with run_simulator(cfg) as sim, Engine(settings) as engine:
+        for i in range(3):
+            engine.start_session(_spec(sim, i))
+        with trio.fail_after(10):
+            await engine.wait_idle()
+    c = sim.counters
+    assert c.keepalives_sent >= 3 * 3 * 15  # signaling + two media sockets, per session
+    assert c.keepalives_unanswered == 0 and c.keepalive_answers_late == 0
+    assert c.keepalive_timeouts == 0 and c.keepalive_max_rtt_ms < 1000
+    assert c.keepalive_answers + c.keepalives_in_flight_at_end == c.keepalives_sent
+    assert c.keepalives_in_flight_at_end <= 3 * 3
+    assert engine.stats().keepalives_answered >= c.keepalive_answers
+
+
 async def test_bad_signature_is_rejected_with_status() -> None:
     cfg = SimConfig(sessions=1, duration_s=1.0)
     async with run_simulator(cfg) as sim, Engine(EngineSettings(**FAST)) as engine:

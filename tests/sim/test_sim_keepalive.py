@@ -109,3 +109,30 @@ async def test_silent_signaling_ends_the_stream_with_reason_24() -> None:
             end = [m for m in msgs if m["msg_type"] == 8]
             assert end and end[0]["state"] == 4 and end[0]["reason"] == 24
         assert session.ended and session.stop_reason == 24
+
+
+async def test_unanswered_and_late_keepalives_are_counted_apart_from_those_in_flight() -> None:
+    """A request answered after more than a second counts as late; requests still
+    unanswered when the socket ends count as unanswered if older than a second, else as
+    in flight; the slowest answer's round trip is kept."""
+    config = fast_config(keepalive_interval_s=0.3, media_timeout_s=30, signaling_timeout_s=30)
+    async with run_simulator(config) as sim:
+        async with handshaken(sim) as (_, sig, _media):
+            first = await recv_until(sig, 12)
+            await sig.send_message(json.dumps({"msg_type": 13, "sequence": first["sequence"],
+                                               "timestamp": first["timestamp"]}))
+            second = await recv_until(sig, 12)
+            await trio.sleep(1.2)  # media's requests go unanswered all along
+            await sig.send_message(json.dumps({"msg_type": 13, "sequence": second["sequence"],
+                                               "timestamp": second["timestamp"]}))
+            await trio.sleep(0.1)
+        with trio.fail_after(2):
+            while sim.counters.keepalives_unanswered + sim.counters.keepalives_in_flight_at_end \
+                    < sim.counters.keepalives_sent - 2:
+                await trio.sleep(0.02)
+        c = sim.counters
+        assert c.keepalive_answers == 2 and c.keepalive_answers_late == 1
+        assert 1200 <= c.keepalive_max_rtt_ms < 3000
+        # media's first request (and signaling's third) waited over a second
+        assert c.keepalives_unanswered >= 2
+        assert c.keepalives_unanswered + c.keepalives_in_flight_at_end == c.keepalives_sent - 2

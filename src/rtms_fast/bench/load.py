@@ -72,13 +72,32 @@ class LoadResult:
     keepalives_sent: int = 0
     keepalives_answered: int = 0
     keepalive_timeouts: int = 0
+    #: Requests the simulator never got an answer to (older than a second when their
+    #: socket or session ended), answers later than a second, the slowest round trip.
+    keepalives_unanswered: int = 0
+    keepalive_answers_late: int = 0
+    keepalive_max_rtt_ms: float = 0.0
+    #: The engine's drops by reason (``DropReason``), when there were any.
+    drops_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def keepalive_label(self) -> str:
-        """``answered/sent``, with the timeouts when there were any."""
+        """``answered/sent``, then what went wrong if anything did: requests never
+        answered, answered late (> 1 s), or sockets dropped for want of answers. The rest
+        of the difference were in flight when the streams ended."""
         label = f"{self.keepalives_answered}/{self.keepalives_sent}"
-        return label + (f" ({self.keepalive_timeouts} timed out)" if self.keepalive_timeouts
-                        else "")
+        faults = [f"{n} {what}" for n, what in (
+            (self.keepalives_unanswered, "unanswered"), (self.keepalive_answers_late, "late"),
+            (self.keepalive_timeouts, "timed out")) if n]
+        return label + (f" ({', '.join(faults)})" if faults else "")
+
+    @property
+    def drops_label(self) -> str:
+        """The drop count, with its reasons when there were any."""
+        if not self.drops_by_reason:
+            return str(self.drops)
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.drops_by_reason.items()))
+        return f"{self.drops} ({reasons})"
 
     @property
     def tls_label(self) -> str:
@@ -121,9 +140,10 @@ def load_medians(results: list[LoadResult]) -> list[dict[str, Any]]:
             "sim_misses_max": max(r.sim_misses for r in runs),
             "tcp_segments_per_msg_median": statistics.median(
                 r.tcp_segments_per_msg for r in runs),
-            "keepalives_unanswered_max": max(r.keepalives_sent - r.keepalives_answered
-                                             for r in runs),
+            "keepalives_unanswered": sum(r.keepalives_unanswered for r in runs),
+            "keepalive_answers_late": sum(r.keepalive_answers_late for r in runs),
             "keepalive_timeouts": sum(r.keepalive_timeouts for r in runs),
+            "keepalive_max_rtt_ms": max(r.keepalive_max_rtt_ms for r in runs),
         })
     return out
 
@@ -248,6 +268,11 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         keepalives_sent=int(counters.get("keepalives_sent", 0)),
         keepalives_answered=int(counters.get("keepalive_answers", 0)),
         keepalive_timeouts=int(counters.get("keepalive_timeouts", 0)),
+        keepalives_unanswered=int(counters.get("keepalives_unanswered", 0)),
+        keepalive_answers_late=int(counters.get("keepalive_answers_late", 0)),
+        keepalive_max_rtt_ms=float(counters.get("keepalive_max_rtt_ms", 0.0)),
+        drops_by_reason={k: int(v) for r in results
+                         for k, v in (r.get("drops_by_reason") or {}).items() if v},
     )
 
 

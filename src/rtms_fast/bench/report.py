@@ -24,7 +24,7 @@ LOAD_COLUMNS = (
     ("sweep_ms", "sweep ms", "{:g}"),
     ("messages_sent", "sent", "{}"),
     ("messages_received", "received", "{}"),
-    ("drops", "drops", "{}"),
+    ("drops_label", "drops", "{}"),
     ("us_per_msg", "CPU us/msg", "{:.2f}"),
     ("engine_us_per_msg", "w/o consumer", "{:.2f}"),
     ("cores_used", "cores", "{:.3f}"),
@@ -90,8 +90,9 @@ MEDIAN_COLUMNS = (
     ("drops", "drops", "{}"),
     ("sim_misses_max", "max sim misses", "{}"),
     ("tcp_segments_per_msg_median", "segs/msg", "{:.2f}"),
-    ("keepalives_unanswered_max", "max KA unanswered", "{}"),
-    ("keepalive_timeouts", "KA timeouts", "{}"),
+    ("keepalives_unanswered", "KA unanswered", "{}"),
+    ("keepalive_answers_late", "KA late", "{}"),
+    ("keepalive_max_rtt_ms", "max KA rtt ms", "{:.0f}"),
 )
 
 

@@ -109,6 +109,9 @@ _NATIVE_SCRATCH_BYTES: Final = 1 << 20
 _READS_PER_TICK_MS: Final = 5
 # Housekeeping period: short, so each pass sends a few keep-alives instead of a burst.
 _HOUSEKEEPING_S: Final = 0.2
+#: A keep-alive answered later than this counts as late; one left unanswered this long when
+#: its socket or session ends counts as unanswered (younger ones were still in flight).
+_KA_LATE_S: Final = 1.0
 
 
 class FaultKind(enum.Enum):
@@ -198,6 +201,12 @@ class SimCounters:
     keepalives_sent: int = 0
     keepalive_answers: int = 0
     keepalive_timeouts: int = 0
+    # Requests still unanswered when their socket or session ended: older than
+    # _KA_LATE_S then (never answered), or younger (in flight at the end, not a fault).
+    keepalives_unanswered: int = 0
+    keepalives_in_flight_at_end: int = 0
+    keepalive_answers_late: int = 0  # answered more than _KA_LATE_S after the request
+    keepalive_max_rtt_ms: float = 0.0  # request to answer, the slowest
     client_messages: int = 0
     client_messages_invalid: int = 0
     client_protocol_errors: int = 0  # bad HTTP or WebSocket framing (connection closed)
@@ -335,6 +344,7 @@ class _Peer:
     ka_sequence: int = 0
     last_ka_sent: float = 0.0
     last_rx: float = 0.0
+    ka_pending: dict[int, float] = field(default_factory=dict)  # sequence -> sent at
 
 
 @dataclass(eq=False)
@@ -596,6 +606,7 @@ class Simulator:
         finally:
             self.counters.client_protocol_errors += conn.protocol_errors
             self.counters.client_messages_too_big += conn.messages_too_big
+            self._settle_keepalives(peer, trio.current_time())
             self._detach(peer)
             self._peers.discard(peer)
             if not conn.closed:
@@ -618,6 +629,15 @@ class Simulator:
         peer.conn.accept()
         peer.last_rx = trio.current_time()
         peer.last_ka_sent = peer.last_rx
+
+    def _settle_keepalives(self, peer: _Peer, now: float) -> None:
+        """The socket or its session ended: count its requests still unanswered."""
+        for sent in peer.ka_pending.values():
+            if now - sent > _KA_LATE_S:
+                self.counters.keepalives_unanswered += 1
+            else:
+                self.counters.keepalives_in_flight_at_end += 1
+        peer.ka_pending.clear()
 
     def _reject_http(self, peer: _Peer) -> None:
         self.counters.connections_rejected += 1
@@ -642,6 +662,14 @@ class Simulator:
             return
         if msg_type == MsgType.KEEP_ALIVE_RESP:
             self.counters.keepalive_answers += 1
+            sequence = msg.get("sequence")
+            sent = peer.ka_pending.pop(sequence, None) if isinstance(sequence, int) else None
+            if sent is not None:
+                rtt = now - sent
+                if rtt > _KA_LATE_S:
+                    self.counters.keepalive_answers_late += 1
+                self.counters.keepalive_max_rtt_ms = max(
+                    self.counters.keepalive_max_rtt_ms, rtt * 1000.0)
         elif msg_type == MsgType.KEEP_ALIVE_REQ:
             reply = {"msg_type": int(MsgType.KEEP_ALIVE_RESP), "timestamp": _epoch_ms()}
             if "sequence" in msg:
@@ -1458,7 +1486,9 @@ class Simulator:
             self._send_json(sig, {"msg_type": int(MsgType.STREAM_STATE_UPDATE),
                                   "state": int(StreamState.TERMINATED), "reason": int(reason),
                                   "timestamp": _epoch_ms()})
+        now = trio.current_time()
         for peer in session.peers():
+            self._settle_keepalives(peer, now)
             self._close_after_flush(peer, 1000, "stream ended")
         if self.counters.sessions_ended >= len(self.sessions):
             self.all_ended.set()
@@ -1499,6 +1529,7 @@ class Simulator:
                     cfg.keepalive_sockets in ("all", peer.role)):
                 peer.last_ka_sent = now
                 peer.ka_sequence += 1
+                peer.ka_pending[peer.ka_sequence] = now
                 self._send_json(peer, {"msg_type": int(MsgType.KEEP_ALIVE_REQ),
                                        "timestamp": _epoch_ms(), "sequence": peer.ka_sequence})
                 self.counters.keepalives_sent += 1
