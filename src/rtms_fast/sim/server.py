@@ -606,7 +606,7 @@ class Simulator:
         finally:
             self.counters.client_protocol_errors += conn.protocol_errors
             self.counters.client_messages_too_big += conn.messages_too_big
-            self._settle_keepalives(peer, trio.current_time())
+            self._settle_keepalives(peer, trio.current_time(), final=True)
             self._detach(peer)
             self._peers.discard(peer)
             if not conn.closed:
@@ -630,14 +630,18 @@ class Simulator:
         peer.last_rx = trio.current_time()
         peer.last_ka_sent = peer.last_rx
 
-    def _settle_keepalives(self, peer: _Peer, now: float) -> None:
-        """The socket or its session ended: count its requests still unanswered."""
-        for sent in peer.ka_pending.values():
+    def _settle_keepalives(self, peer: _Peer, now: float, final: bool) -> None:
+        """The session ended (its requests over ``_KA_LATE_S`` old count as unanswered;
+        answers to the younger ones may still come while the socket closes) or the socket
+        did (``final``: what is left was in flight)."""
+        for sequence, sent in list(peer.ka_pending.items()):
             if now - sent > _KA_LATE_S:
                 self.counters.keepalives_unanswered += 1
-            else:
+            elif final:
                 self.counters.keepalives_in_flight_at_end += 1
-        peer.ka_pending.clear()
+            else:
+                continue
+            del peer.ka_pending[sequence]
 
     def _reject_http(self, peer: _Peer) -> None:
         self.counters.connections_rejected += 1
@@ -1488,7 +1492,7 @@ class Simulator:
                                   "timestamp": _epoch_ms()})
         now = trio.current_time()
         for peer in session.peers():
-            self._settle_keepalives(peer, now)
+            self._settle_keepalives(peer, now, final=False)
             self._close_after_flush(peer, 1000, "stream ended")
         if self.counters.sessions_ended >= len(self.sessions):
             self.all_ended.set()
