@@ -107,6 +107,7 @@ class Engine:
         self._totals_drops: Counter[str] = Counter()
         self._totals_reconnects = 0
         self._totals_keepalives = 0
+        self._keepalive_max_lag_ms = 0.0
         self.sessions_started = 0
         self.sessions_refused = 0
         self.duplicate_starts = 0
@@ -267,6 +268,8 @@ class Engine:
             self._totals_drops.update(final.drops)
             self._totals_reconnects += final.reconnects
             self._totals_keepalives += final.keepalives_answered
+            self._keepalive_max_lag_ms = max(self._keepalive_max_lag_ms,
+                                             final.keepalive_max_lag_ms)
             self._finished.append(final)
             self._sessions.pop(stream_id, None)
             self._scopes.pop(stream_id, None)
@@ -291,6 +294,7 @@ class Engine:
         reconnects = self._totals_reconnects
         keepalives = self._totals_keepalives
         rtts = []
+        max_lag = max([self._keepalive_max_lag_ms, *(s.keepalive_max_lag_ms for s in live)])
         for snapshot in live:
             for name, media in snapshot.media.items():
                 messages[name] += media.messages
@@ -316,6 +320,7 @@ class Engine:
             reconnects=reconnects,
             keepalives_answered=keepalives,
             keepalive_lag_ms=(sorted(rtts)[len(rtts) // 2] if rtts else None),
+            keepalive_max_lag_ms=max_lag,
             ring_memory_bytes=self.budget.used_bytes,
             ring_memory_ceiling_bytes=self.budget.limit_bytes,
             pump_sweeps=pump.sweeps if pump is not None else 0,

@@ -568,6 +568,7 @@ class Session:
             rings=rings,
             started_at_s=self._wall_started_at,
             uptime_s=time.monotonic() - self._started_at,
+            keepalive_max_lag_ms=c.keepalive_max_lag_ms,
         )
 
     # ---- helpers -------------------------------------------------------------------------
@@ -1305,7 +1306,10 @@ class Session:
     def _note_keepalive(self, timestamp_ms: int | None) -> None:
         self.counters.keepalives_answered += 1
         if timestamp_ms is not None:
-            self.counters.keepalive_lag_ms = max(0.0, time.time() * 1000 - timestamp_ms)
+            lag = max(0.0, time.time() * 1000 - timestamp_ms)
+            self.counters.keepalive_lag_ms = lag
+            if lag > self.counters.keepalive_max_lag_ms:
+                self.counters.keepalive_max_lag_ms = lag
 
     def _on_media_messages(self, slot: _MediaSlot, sock: MediaSocket,
                            messages: list[bytes]) -> None:

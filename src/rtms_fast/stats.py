@@ -72,6 +72,8 @@ class SessionStats(msgspec.Struct, frozen=True, kw_only=True):
     rings: list[RingStats]
     started_at_s: float
     uptime_s: float
+    #: The oldest keep-alive request was when answered, ms (same clock caveat as the lag).
+    keepalive_max_lag_ms: float = 0.0
 
 
 class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +98,8 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     #: (a pause of the Trio thread), in ms (``EngineSettings.gc_freeze_interval_s``).
     gc_full_collections: int = 0
     gc_longest_pause_ms: float = 0.0
+    #: The oldest any keep-alive request was when answered, over every session, ms.
+    keepalive_max_lag_ms: float = 0.0
     #: The longest a pump sweep started behind its schedule (latency added beyond the sweep
     #: interval), in ms, and the sweeps that ran a whole interval or more late.
     pump_max_sweep_lag_ms: float = 0.0
@@ -113,6 +117,7 @@ class SessionCounters:
         "drops",
         "gaps_ms",
         "keepalive_lag_ms",
+        "keepalive_max_lag_ms",
         "keepalives_answered",
         "media_bytes",
         "media_messages",
@@ -132,6 +137,7 @@ class SessionCounters:
         #: server's ``timestamp`` (one-way delay plus clock skew; the server measures the
         #: round trip, a client cannot). Exact only when both clocks agree (the simulator).
         self.keepalive_lag_ms: float | None = None
+        self.keepalive_max_lag_ms = 0.0
 
     def count_media(self, media: str, nbytes: int) -> None:
         self.media_messages[media] += 1

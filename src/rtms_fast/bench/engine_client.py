@@ -135,6 +135,7 @@ def run_engine_load(
                 "outcomes": engine.outcomes(),
                 "sessions_ended": stats.sessions_finished,
                 "keepalives_answered": stats.keepalives_answered,
+                "keepalive_max_lag_ms": stats.keepalive_max_lag_ms,
                 "drops": sum(stats.drops.values()),
                 "drops_by_reason": dict(stats.drops),
                 "pump_max_sweep_lag_ms": stats.pump_max_sweep_lag_ms,

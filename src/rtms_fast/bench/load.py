@@ -77,6 +77,10 @@ class LoadResult:
     keepalives_unanswered: int = 0
     keepalive_answers_late: int = 0
     keepalive_max_rtt_ms: float = 0.0
+    #: The engine's side of it: the oldest a request was when the engine answered it (its
+    #: clock against the request's timestamp; the simulator's lag reading answers is not in
+    #: it). NaN for other clients.
+    engine_keepalive_max_lag_ms: float = float("nan")
     #: The engine's drops by reason (``DropReason``), when there were any.
     drops_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -144,6 +148,7 @@ def load_medians(results: list[LoadResult]) -> list[dict[str, Any]]:
             "keepalive_answers_late": sum(r.keepalive_answers_late for r in runs),
             "keepalive_timeouts": sum(r.keepalive_timeouts for r in runs),
             "keepalive_max_rtt_ms": max(r.keepalive_max_rtt_ms for r in runs),
+            "engine_keepalive_max_lag_ms": max(r.engine_keepalive_max_lag_ms for r in runs),
         })
     return out
 
@@ -271,6 +276,9 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         keepalives_unanswered=int(counters.get("keepalives_unanswered", 0)),
         keepalive_answers_late=int(counters.get("keepalive_answers_late", 0)),
         keepalive_max_rtt_ms=float(counters.get("keepalive_max_rtt_ms", 0.0)),
+        engine_keepalive_max_lag_ms=max(
+            (float(r["keepalive_max_lag_ms"]) for r in results
+             if r.get("keepalive_max_lag_ms") is not None), default=float("nan")),
         drops_by_reason={k: int(v) for r in results
                          for k, v in (r.get("drops_by_reason") or {}).items() if v},
     )

@@ -93,6 +93,7 @@ MEDIAN_COLUMNS = (
     ("keepalives_unanswered", "KA unanswered", "{}"),
     ("keepalive_answers_late", "KA late", "{}"),
     ("keepalive_max_rtt_ms", "max KA rtt ms", "{:.0f}"),
+    ("engine_keepalive_max_lag_ms", "engine max KA lag ms", "{:.0f}"),
 )
 
 
