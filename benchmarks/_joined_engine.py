@@ -11,11 +11,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from rtms_fast import Engine, SessionSpec
+from rtms_fast import Engine, EngineSettings, SessionSpec
 
 CLIENT_ID, CLIENT_SECRET = "client", "secret"
 
@@ -24,6 +25,26 @@ def cpu_seconds() -> float:
     """User + system CPU of this process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def pcma_simulator_args(duration_s: float, participants: int, tls: bool,
+                        ca_file: Path) -> list[str]:
+    """``rtms-fast simulate`` arguments: G.711 A-law audio from ``participants`` per
+    session, keep-alives every 5 s, wss with its CA written to ``ca_file`` if ``tls``."""
+    args = ["--duration", str(duration_s), "--codec", "pcma", "--join-timeout", "60",
+            "--participants", str(participants), "--keepalive-interval", "5"]
+    if tls:
+        args += ["--tls", "--ca-file", str(ca_file)]
+    return args
+
+
+def pcma_engine_settings(sessions: int, **overrides: Any) -> EngineSettings:
+    """An engine for ``sessions`` of the simulator's G.711 A-law over RTP at 8 kHz (audio
+    only, 1 s rings); ``overrides`` are further settings."""
+    return EngineSettings(
+        media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
+        audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=sessions + 1,
+        **overrides)
 
 
 @contextmanager

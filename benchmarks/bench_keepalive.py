@@ -25,9 +25,10 @@ from _joined_engine import (
     cpu_seconds,
     join_all,
     measure_in_child,
+    pcma_engine_settings,
     simulator,
 )
-from rtms_fast import Engine, EngineSettings
+from rtms_fast import Engine
 
 SESSIONS = 150
 INTERVAL_S = 0.5
@@ -42,10 +43,7 @@ def _measure(which: str) -> dict[str, Any]:
                    "--join-timeout", "60", "--participants", "0",
                    "--keepalive-interval", str(interval),
                    "--keepalive-sockets", "all" if which == "none" else which) as payloads:
-        settings = EngineSettings(
-            media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
-            audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=SESSIONS + 1,
-            keepalive_timeout_s=120.0)
+        settings = pcma_engine_settings(SESSIONS, keepalive_timeout_s=120.0)
         out: dict[str, Any] = {}
 
         async def main() -> None:

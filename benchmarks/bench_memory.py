@@ -27,9 +27,11 @@ from _joined_engine import (
     cpu_seconds,
     join_all,
     measure_in_child,
+    pcma_engine_settings,
+    pcma_simulator_args,
     simulator,
 )
-from rtms_fast import Engine, EngineSettings
+from rtms_fast import Engine
 from rtms_fast.stats import MediaCounters
 
 SESSIONS = 200
@@ -46,15 +48,8 @@ def _rss_bytes() -> int:
 
 def _measure(tls: bool, idle: bool, tmp: Path) -> dict[str, Any]:
     ca = tmp / "ca.pem"
-    args = ["--duration", "12", "--codec", "pcma", "--join-timeout", "60",
-            "--participants", "0" if idle else "1", "--keepalive-interval", "5"]
-    if tls:
-        args += ["--tls", "--ca-file", str(ca)]
-    with simulator(SESSIONS, *args) as payloads:
-        settings = EngineSettings(
-            media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
-            audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=SESSIONS + 1,
-            ca_file=str(ca) if tls else None)
+    with simulator(SESSIONS, *pcma_simulator_args(12, 0 if idle else 1, tls, ca)) as payloads:
+        settings = pcma_engine_settings(SESSIONS, ca_file=str(ca) if tls else None)
         out: dict[str, Any] = {}
 
         async def main() -> None:

@@ -24,8 +24,16 @@ from typing import Any
 import pytest
 import trio
 
-from _joined_engine import CLIENT_ID, CLIENT_SECRET, join_all, measure_in_child, simulator
-from rtms_fast import Engine, EngineSettings
+from _joined_engine import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    join_all,
+    measure_in_child,
+    pcma_engine_settings,
+    pcma_simulator_args,
+    simulator,
+)
+from rtms_fast import Engine
 from rtms_fast.tls import native_tls_available
 
 SESSIONS = int(os.environ.get("RTMS_BENCH_SWEEP_SESSIONS", "200"))
@@ -35,15 +43,9 @@ WINDOW_S = 0.5
 
 def _measure(tls: bool, sweep_ms: int, tmp: Path) -> dict[str, Any]:
     ca = tmp / "ca.pem"
-    args = ["--duration", str(SECONDS + 60), "--codec", "pcma", "--join-timeout", "60",
-            "--participants", "1", "--keepalive-interval", "5"]
-    if tls:
-        args += ["--tls", "--ca-file", str(ca)]
-    with simulator(SESSIONS, *args) as payloads:
-        settings = EngineSettings(
-            media_types=("audio",), audio_codec_preferences=("g711",), audio_sample_rate_hz=8000,
-            audio_content_type="rtp", ring_capacity_ms=1000, max_sessions=SESSIONS + 1,
-            sweep_interval_ms=sweep_ms, ca_file=str(ca) if tls else None)
+    with simulator(SESSIONS, *pcma_simulator_args(SECONDS + 60, 1, tls, ca)) as payloads:
+        settings = pcma_engine_settings(SESSIONS, sweep_interval_ms=sweep_ms,
+                                        ca_file=str(ca) if tls else None)
         totals = {mode: {"seconds": 0.0, "bytes": 0, "sweeps": 0, "poll_free_sweeps": 0}
                   for mode in ("never", "always")}
 
