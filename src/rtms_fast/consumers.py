@@ -25,8 +25,8 @@ from rtms_fast.ring import AudioRing
 from rtms_fast.ring_group import AudioRingGroup, GroupRead
 from rtms_fast.session import Session
 
-__all__ = ["AudioBatch", "AudioCallback", "audio_batches", "audio_chunks", "read_audio_blocking",
-           "route_audio"]
+__all__ = ["AudioBatch", "AudioCallback", "EngineRings", "audio_batches", "audio_chunks",
+           "read_audio_blocking", "route_audio"]
 
 AudioCallback = Callable[[Session, str, npt.NDArray[Any]], Awaitable[None]]
 
@@ -108,9 +108,13 @@ class AudioBatch(GroupRead):
             yield stream_id, participant, self.of(i)
 
 
-class _EngineRings:
+class EngineRings:
     """The rings of every participant of every running session of an engine, in one group:
-    added as their audio starts, dropped once their session has ended and been drained."""
+    added as their audio starts, dropped once their session has ended and been drained.
+
+    ``follow(subscription)`` applies the engine's queued events (call it from the Trio
+    thread before each ``read``); ``read`` drains every ring in one native call. What
+    ``audio_batches`` runs on, for a consumer that keeps its own schedule."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -167,8 +171,11 @@ class _EngineRings:
             self.rescan()
         return False
 
-    def read(self, buffer: npt.NDArray[Any] | None) -> AudioBatch:
-        assert self.group is not None
+    def read(self, buffer: npt.NDArray[Any] | None = None) -> AudioBatch:
+        """Every ring's new audio (into ``buffer`` if given: ``AudioRingGroup.read``), then
+        the rings of stopped sessions leave. Empty before the first audio started."""
+        if self.group is None:
+            return AudioBatch(GroupRead(np.empty(0, np.int16), np.zeros(0, np.intp), ()), ())
         batch = AudioBatch(self.group.read(buffer), tuple(self.labels))
         if self._ended:  # their last audio is in this batch: stop reading them
             gone = {id(ring) for ring in self._ended}
@@ -201,7 +208,7 @@ async def audio_batches(
     if interval_s <= 0:
         raise ValueError(f"interval_s must be > 0, got {interval_s}")
     subscription = engine.subscribe(max_queued)
-    rings = _EngineRings(engine)
+    rings = EngineRings(engine)
     rings.rescan()  # sessions already running when we subscribed
     buffer: npt.NDArray[Any] | None = None
     next_tick = trio.current_time()

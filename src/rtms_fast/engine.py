@@ -294,8 +294,9 @@ class Engine:
         reconnects = self._totals_reconnects
         keepalives = self._totals_keepalives
         rtts = []
-        max_lag = max([self._keepalive_max_lag_ms, *(s.keepalive_max_lag_ms for s in live)])
+        max_lag = self._keepalive_max_lag_ms
         for snapshot in live:
+            max_lag = max(max_lag, snapshot.keepalive_max_lag_ms)
             for name, media in snapshot.media.items():
                 messages[name] += media.messages
                 nbytes[name] += media.bytes

@@ -1055,7 +1055,8 @@ class MediaPump:
         mode = self.poll_free_mode
         poll_free = (self._epoll_slow is not None and self._poll_free_enabled
                      and (mode == "always" or (mode == "auto" and self._poll_free)))
-        watched = self._epoll_slow if poll_free and self._epoll_slow is not None else epoll
+        watched = self._epoll_slow if poll_free else epoll
+        assert watched is not None
         ready_count = int(lib.rtms_epoll_ready(watched.fileno(), self._event_scratch,
                                                len(self._event_scratch), self._p_ready,
                                                _MAX_READY))

@@ -99,11 +99,10 @@ class AudioRingGroup:
             if id(ring) in self._members:
                 raise ValueError("ring is already in this group")
             index = len(self._rings)
+            self._rings.append(ring)
             if index == len(self._pointers):
-                self._rings.append(ring)  # copied into the new arrays by _reserve
-                self._reserve(2 * index)
+                self._reserve(2 * index)  # copies every ring's pointer, this one's too
             else:
-                self._rings.append(ring)
                 self._pointers[index] = ring.native_handle()
             self._members.add(id(ring))
             return index

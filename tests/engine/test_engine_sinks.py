@@ -284,3 +284,13 @@ async def test_audio_batches_refuse_a_non_positive_interval() -> None:
     async with Engine(EngineSettings(**FAST)) as engine:
         with pytest.raises(ValueError, match="interval_s"):
             await audio_batches(engine, 0).__anext__()
+
+
+async def test_engine_rings_read_nothing_before_any_audio() -> None:
+    from rtms_fast.consumers import EngineRings
+
+    async with Engine(EngineSettings(**FAST)) as engine:
+        rings = EngineRings(engine)
+        assert not rings.follow(engine.subscribe())
+        batch = rings.read()
+        assert len(batch) == 0 and batch.labels == () and list(batch.chunks()) == []

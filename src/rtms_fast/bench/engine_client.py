@@ -2,7 +2,7 @@
 
 Joins every stream with one ``Engine`` and drains every participant ring every
 ``drain_interval_ms`` the way an ASR worker serving many streams would: one
-``AudioRingGroup`` read copies out every ring's new audio in one native call.
+``EngineRings`` read copies out every ring's new audio in one native call.
 Messages are counted from the samples drained (one message is one frame of
 ``send_rate_ms``), which costs nothing per message; the exact count comes
 from the engine's stats at the end. Latency is sampled every
@@ -20,10 +20,9 @@ import numpy.typing as npt
 import trio
 
 from rtms_fast.bench.sampler import CounterSampler
+from rtms_fast.consumers import EngineRings
 from rtms_fast.engine import Engine
-from rtms_fast.events import AudioStreamStarted
 from rtms_fast.protocol.webhook import Product
-from rtms_fast.ring_group import AudioRingGroup
 from rtms_fast.session import SessionSpec
 from rtms_fast.settings import EngineSettings
 
@@ -68,22 +67,8 @@ def run_engine_load(
     async def main() -> dict[str, Any]:
         async with Engine(settings, client_id=client_id, client_secret=client_secret) as engine:
             subscription = engine.subscribe(max_queued=64 * len(payloads) + 1024)
-            group: AudioRingGroup | None = None
+            rings = EngineRings(engine)  # every ring joins as its participant's audio starts
             consumer_cpu = [0.0]  # thread CPU of the consumer's code: the application's share
-
-            async def add_rings() -> None:
-                """Every ring joins the group as its participant's audio starts."""
-                nonlocal group
-                async for event in subscription:
-                    started = time.thread_time()
-                    if isinstance(event, AudioStreamStarted):
-                        session = engine.session(event.rtms_stream_id)
-                        if session is not None:
-                            ring = session.ring(event.participant)
-                            if group is None:
-                                group = AudioRingGroup(ring.dtype)
-                            group.add(ring)
-                    consumer_cpu[0] += time.thread_time() - started
 
             async def drain() -> None:
                 next_latency = time.monotonic()
@@ -93,12 +78,14 @@ def run_engine_load(
                 while True:
                     await trio.sleep(drain_interval_ms / 1000.0)
                     started = time.thread_time()
+                    rings.follow(subscription)
+                    group = rings.group
                     if group is not None:
                         # one buffer, reused: room for two intervals of every ring
                         need = 2 * len(group) * samples_per_drain
                         if buffer.shape[0] < need or buffer.dtype != group.dtype:
                             buffer = np.empty(need, group.dtype)
-                        drained[0] += len(group.read(buffer))
+                        drained[0] += len(rings.read(buffer))
                     messages[0] = drained[0] // samples_per_message
                     now = time.monotonic()
                     if now >= next_latency:  # a rotating tenth of the sessions per sample
@@ -118,13 +105,11 @@ def run_engine_load(
             sampler = CounterSampler(lambda: messages[0], consumer_cpu=lambda: consumer_cpu[0])
             sampler.start()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(add_rings)
                 nursery.start_soon(drain)
                 with trio.move_on_after(deadline_s):
                     await engine.wait_idle()
                 nursery.cancel_scope.cancel()
-            if group is not None:  # what arrived after the last drain
-                drained[0] += len(group.read())
+            drained[0] += len(rings.read())  # what arrived after the last drain
             messages[0] = audio_messages(engine)
             sampler.stop()
             stats = engine.stats()
