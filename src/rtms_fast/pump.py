@@ -731,7 +731,7 @@ class PumpStatistics:
     __slots__ = ("ack_rearms", "bytes", "empty_reads", "idle_skipped", "late_sweeps",
                  "max_sweep_lag_s", "messages", "native_tls_reads", "native_tls_sockets",
                  "own_record_sockets", "poll_free_sweeps", "socket_failures", "sockets",
-                 "sweep_seconds", "sweeps")
+                 "stream_failures", "stream_reads", "streams", "sweep_seconds", "sweeps")
 
     def __init__(self) -> None:
         self.idle_skipped = 0  # socket visits saved by the readiness set
@@ -747,6 +747,9 @@ class PumpStatistics:
         self.ack_rearms = 0  # reads preceded by setting delayed ACKs again (see _ACK_GAP_S)
         self.poll_free_sweeps = 0  # sweeps that read every arena socket without epoll
         self.empty_reads = 0  # reads of those sweeps that found nothing
+        self.streams = 0  # other sockets read for their owners (``watch_stream``)
+        self.stream_reads = 0  # their readable reports handled
+        self.stream_failures = 0  # of those, calls that raised (the stream was dropped)
         # How far behind its schedule a sweep started: the latency the engine adds beyond
         # the sweep interval. Late: more than one interval behind (ticks were skipped).
         self.max_sweep_lag_s = 0.0
@@ -785,6 +788,10 @@ class MediaPump:
         # of sweeps that read the arena sockets without asking (_POLL_FREE_HIT_RATE).
         self._epoll_slow: select.epoll | None = (
             select.epoll() if self._epoll is not None else None)
+        # Sockets read for another owner (the signaling sockets: ``watch_stream``).
+        self._epoll_streams: select.epoll | None = (
+            select.epoll() if self._epoll is not None else None)
+        self._streams: dict[int, Callable[[], None]] = {}
         self._poll_free = False  # whether the next native sweep skips the full epoll set
         self._poll_free_enabled = True
         #: "auto": poll-free while the hit rate allows (``_POLL_FREE_HIT_RATE``); "always"
@@ -894,6 +901,48 @@ class MediaPump:
             media_socket._pump = None
             media_socket._pump_fd = -1
         self.stats.sockets = len(self._sockets)
+
+    def watch_stream(self, fd: int, on_readable: Callable[[], None]) -> bool:
+        """Call ``on_readable()`` in every sweep in which socket ``fd`` has bytes to read
+        (or an error or end to report), until ``unwatch_stream(fd)``: a byte stream that
+        is not a media socket but whose reads should cost no Trio wake-up (the signaling
+        socket's keep-alives). The callback reads without blocking and must not raise; if
+        it does, the pump stops watching ``fd`` (and counts it). False where the pump
+        cannot watch (no epoll): the caller keeps reading by itself."""
+        epoll = self._epoll_streams
+        if epoll is None or fd in self._streams:
+            return False
+        try:
+            epoll.register(fd, select.EPOLLIN)
+        except OSError:
+            return False
+        self._streams[fd] = on_readable
+        self.stats.streams = len(self._streams)
+        self._wake.set()
+        return True
+
+    def unwatch_stream(self, fd: int) -> None:
+        """Stop calling back for ``fd`` (before it is closed; unknown fds are ignored)."""
+        if self._streams.pop(fd, None) is None:
+            return
+        assert self._epoll_streams is not None
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll_streams.unregister(fd)
+        self.stats.streams = len(self._streams)
+
+    def _sweep_streams(self) -> None:
+        assert self._epoll_streams is not None
+        streams = self._streams
+        for fd, _ in self._epoll_streams.poll(0):
+            on_readable = streams.get(fd)
+            if on_readable is None:
+                continue
+            self.stats.stream_reads += 1
+            try:
+                on_readable()
+            except Exception:
+                self.stats.stream_failures += 1
+                self.unwatch_stream(fd)
 
     def _track_fd(self, media_socket: MediaSocket, owner: MediaSocketOwner, fd: int) -> None:
         if fd >= len(self._kind_by_fd):
@@ -1005,11 +1054,16 @@ class MediaPump:
         Sockets with native ingest state go through ONE ``IngestBatch.run`` call for the
         whole sweep (audio straight into rings); the others through wsproto. On Linux, plain
         sockets with native ingest are read by ONE batched native recv into an arena that
-        the kernel reads in place (``_sweep_arena``).
+        the kernel reads in place (``_sweep_arena``). Watched streams (``watch_stream``)
+        come after the media sockets.
         """
         if self._native and self._epoll is not None:
-            return self._sweep_native(self._epoll)
-        return self._sweep_python(self._due())
+            delivered = self._sweep_native(self._epoll)
+        else:
+            delivered = self._sweep_python(self._due())
+        if self._streams:
+            self._sweep_streams()
+        return delivered
 
     def _sweep_python(self, due: list[tuple[MediaSocket, MediaSocketOwner]],
                       delivered: int = 0, started: float | None = None) -> int:
@@ -1450,7 +1504,7 @@ class MediaPump:
         """Sweep forever (until cancelled). Idle while no socket is registered."""
         next_tick = trio.current_time()
         while True:
-            if not self._sockets:
+            if not self._sockets and not self._streams:
                 self._wake = trio.Event()
                 await self._wake.wait()
                 next_tick = trio.current_time()

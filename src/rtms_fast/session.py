@@ -685,18 +685,17 @@ class Session:
             stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
             try:
                 with trio.fail_after(s.handshake_timeout_s):
-                    if s.proxy is not None:
-                        raw = await open_tcp_socket(url.hostname, port, s.proxy)
-                        tcp = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
-                    else:
-                        tcp = await trio.open_tcp_stream(url.hostname, port)
+                    # a stdlib socket of our own: over plain TCP the pump reads it later
+                    raw = await open_tcp_socket(url.hostname, port, s.proxy)
+                    tcp = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
                     stream = tcp
                     if tls:
                         context = self._ssl_for(self.spec.server_urls)
                         assert context is not None
                         stream = trio.SSLStream(tcp, context, server_hostname=url.hostname,
                                                 https_compatible=True)
-                    signaling_stream = SignalingStream(stream, self._answer_tapped_keepalive)
+                    signaling_stream = SignalingStream(stream, self._answer_tapped_keepalive,
+                                                       raw_socket=None if tls else raw)
                     self._signaling_stream = signaling_stream
                     ws = await trio_websocket.wrap_client_stream(
                         ws_nursery,
@@ -721,6 +720,8 @@ class Session:
                                 trio.move_on_after(s.close_timeout_s):
                             await ws.aclose(code=1000)
             finally:
+                if self._signaling_stream is not None:  # the pump lets go before the close
+                    self._signaling_stream.stop_reading_through()
                 # trio-websocket leaves the stream open after a server-initiated close.
                 if stream is not None:
                     with trio.CancelScope(shield=True):
@@ -786,9 +787,12 @@ class Session:
                     await self._answer_keepalive_ws(ws, sig, event)
                 elif isinstance(event, HandshakeAccepted):
                     assert sig.response is not None
-                    # from now on keep-alives are answered where they are read
+                    # from now on keep-alives are answered where they are read: in the
+                    # pump's sweeps where it can read the socket
                     if self._signaling_stream is not None:
                         self._signaling_stream.tap.enabled = True
+                        if self._pump is not None:
+                            self._signaling_stream.read_through(self._pump)
                     return sig.response
                 elif isinstance(event, HandshakeRejected):
                     if any(isinstance(e, ProtocolViolation) for e in events):

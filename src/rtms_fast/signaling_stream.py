@@ -5,61 +5,224 @@ it delivers costs a reader wake-up, wsproto's parser, a channel hop to the sessi
 and a locked send, ~150 us of CPU, and it waits behind whatever that task is doing.
 ``SignalingStream`` wraps the transport stream (TCP or TLS) that trio-websocket reads:
 ``KeepAliveTap`` takes keep-alive requests out of the bytes as they arrive, the session's
-``answer`` turns each into its response, and the answer is written right there in the
-reader's task. Every other byte reaches trio-websocket unchanged and in order.
+``answer`` turns each into its response, and the answer is written right there. Every
+other byte reaches trio-websocket unchanged and in order.
+
+Over plain TCP the engine's pump can do the reading (``read_through``): once the signaling
+handshake is done it reads the socket in its sweeps, with the media sockets, answers
+keep-alives with a direct non-blocking send and wakes trio-websocket's reader only for
+other bytes (events, state, close). A keep-alive then costs no Trio wake-up at all; every
+other message waits up to one sweep interval longer. Until then, and over TLS, the stream
+reads through the inner stream in the reader's task.
 
 Sends from trio-websocket and keep-alive answers share the transport, so they are
-serialized here (a Trio stream allows one ``send_all`` at a time). Once trio-websocket has
-written a close frame nothing more may follow it (RFC 6455 5.5.1): answering stops there
-and later requests go on to trio-websocket, which discards them.
+serialized here (a Trio stream allows one ``send_all`` at a time); an answer the socket
+did not take whole (or that came during a send) is written, ahead of anything else, by the
+next send or by the reader's task. Once trio-websocket has written a close frame nothing
+more may follow it (RFC 6455 5.5.1): answering stops there and later requests go on to
+trio-websocket, which discards them.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
+from typing import Final, Protocol
 
 import trio
 
 from rtms_fast.protocol.keepalive_tap import KeepAliveTap
 from rtms_fast.wire import Opcode, encode_frame
 
-__all__ = ["SignalingStream"]
+__all__ = ["SignalingStream", "StreamReadingPump"]
+
+#: Most bytes one pump read takes from the socket.
+_PUMP_READ_BYTES: Final = 64 * 1024
+#: While this many bytes wait for trio-websocket's reader, the pump reads no more (the
+#: socket's own buffer and TCP flow control hold the rest, as when no one reads).
+_PUMP_BUFFER_LIMIT: Final = 1024 * 1024
+
+
+class StreamReadingPump(Protocol):
+    """What ``read_through`` needs of the pump (``MediaPump.watch_stream``)."""
+
+    def watch_stream(self, fd: int, on_readable: Callable[[], None]) -> bool: ...
+
+    def unwatch_stream(self, fd: int) -> None: ...
 
 
 class SignalingStream(trio.abc.Stream):
     """``answer(payload)`` gets each keep-alive request's JSON and returns the JSON of the
-    response to send, or None to send nothing. Taking starts when ``tap.enabled`` is set."""
+    response to send, or None to send nothing. Taking starts when ``tap.enabled`` is set.
+    ``raw_socket``: the plain TCP socket under ``inner`` (None over TLS), which a pump may
+    read (``read_through``)."""
 
-    def __init__(self, inner: trio.abc.Stream, answer: Callable[[bytes], bytes | None]) -> None:
+    def __init__(self, inner: trio.abc.Stream, answer: Callable[[bytes], bytes | None],
+                 raw_socket: socket.socket | None = None) -> None:
         self.inner = inner
         self.tap = KeepAliveTap()
         #: Keep-alive answers written from here.
         self.answered = 0
+        #: Reads the pump made for this stream.
+        self.pump_reads = 0
         self._answer = answer
+        self._raw = raw_socket
         self._sending = False
         self._send_turns = trio.lowlevel.ParkingLot()
         self._at_eof = False
         self._request_sent = False
         self._close_sent = False
+        # reading through the pump
+        self._pump: StreamReadingPump | None = None
+        self._pump_fd = -1
+        self._inner_read: trio.CancelScope | None = None  # a read of the inner stream
+        self._received = bytearray()  # for trio-websocket, read by the pump
+        self._received_eof = False
+        self._received_error: Exception | None = None
+        self._backlog = bytearray()  # answer bytes still to write, ahead of anything else
+        self._reader_wakeup = trio.lowlevel.ParkingLot()
+
+    @property
+    def pumped(self) -> bool:
+        """Whether a pump reads the socket now."""
+        return self._pump is not None
+
+    def read_through(self, pump: StreamReadingPump) -> bool:
+        """Let ``pump`` read the socket from now on (plain TCP only); True if it does. A
+        read of the inner stream in progress is cancelled (it has consumed nothing)."""
+        if self._raw is None or self._pump is not None or self._at_eof:
+            return False
+        fd = self._raw.fileno()
+        if fd < 0 or not pump.watch_stream(fd, self._on_readable):
+            return False
+        self._pump, self._pump_fd = pump, fd
+        if self._inner_read is not None:
+            self._inner_read.cancel()
+        return True
+
+    def stop_reading_through(self) -> None:
+        """The pump stops reading (before the socket closes; idempotent)."""
+        if self._pump is not None:
+            self._pump.unwatch_stream(self._pump_fd)
+            self._pump_fd = -1
+        # _pump stays set: bytes read so far are still handed out, nothing new comes
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         while not self._at_eof:
-            data = await self.inner.receive_some(max_bytes)
-            if not data:
+            if self._pump is not None:
+                data = await self._receive_pumped(max_bytes)
+                if not data:
+                    self._at_eof = True
+                return data
+            received: bytes | bytearray | None = None
+            with trio.CancelScope() as scope:
+                self._inner_read = scope
+                try:
+                    received = await self.inner.receive_some(max_bytes)
+                finally:
+                    self._inner_read = None
+            if received is None:
+                continue  # cancelled by read_through: the pump reads from now on
+            if self._pump is not None:
+                # read_through came while this read was completing: these bytes come after
+                # any the pump has read, so they go behind them
+                if received:
+                    self._take(bytes(received))
+                else:
+                    self._end()
+                continue
+            if not received:
                 self._at_eof = True
                 return self.tap.flush()
-            passed, requests = self.tap.feed(bytes(data))
+            passed, requests = self.tap.feed(bytes(received))
             for payload in requests:
                 body = None if self._close_sent else self._answer(payload)
                 if body is not None:
-                    # client frames are masked with a fresh unpredictable key (RFC 6455 5.3)
-                    await self._send(encode_frame(Opcode.TEXT, body, mask_key=os.urandom(4)))
+                    await self._send(_answer_frame(body))
                     self.answered += 1
             if passed:
                 return passed
         return b""
 
+    async def _receive_pumped(self, max_bytes: int | None) -> bytes:
+        while True:
+            if self._backlog and not self._sending:
+                await self._send(b"")
+                continue
+            if self._received:
+                count = len(self._received) if max_bytes is None else min(
+                    max_bytes, len(self._received))
+                data = bytes(self._received[:count])
+                del self._received[:count]
+                return data
+            error = self._received_error
+            if isinstance(error, OSError):  # as the inner SocketStream would report it
+                raise trio.BrokenResourceError(f"signaling socket failed: {error}") from error
+            if error is not None:
+                raise error
+            if self._received_eof:
+                return b""
+            await self._reader_wakeup.park()
+
+    # ---- the pump's side (synchronous, in the pump's sweep) ------------------------------
+    def _on_readable(self) -> None:
+        if len(self._received) >= _PUMP_BUFFER_LIMIT or self._pump_fd < 0:
+            return
+        assert self._raw is not None
+        try:
+            data = self._raw.recv(_PUMP_READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._received_error = exc
+            self.stop_reading_through()
+            self._reader_wakeup.unpark_all()
+            return
+        self.pump_reads += 1
+        try:
+            if data:
+                self._take(data)
+            else:
+                self._end()
+        except Exception as exc:  # answering failed: the reader's task raises it
+            self._received_error = exc
+            self.stop_reading_through()
+            self._reader_wakeup.unpark_all()
+
+    def _end(self) -> None:
+        self._received += self.tap.flush()
+        self._received_eof = True
+        self.stop_reading_through()
+        self._reader_wakeup.unpark_all()
+
+    def _take(self, data: bytes) -> None:
+        passed, requests = self.tap.feed(data)
+        if passed:
+            self._received += passed
+        for payload in requests:
+            body = None if self._close_sent else self._answer(payload)
+            if body is not None:
+                self._write_answer(_answer_frame(body))
+                self.answered += 1
+        if passed or (self._backlog and not self._sending):
+            self._reader_wakeup.unpark_all()
+
+    def _write_answer(self, frame: bytes) -> None:
+        """Write now if nothing else is being written; what the socket refuses waits."""
+        sent = 0
+        if not self._sending and not self._backlog:
+            assert self._raw is not None
+            try:
+                sent = self._raw.send(frame)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                pass  # the reader's send of the backlog reports the failure
+        if sent < len(frame):
+            self._backlog += frame[sent:]
+
+    # ---- sending -------------------------------------------------------------------------
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         # trio-websocket writes its HTTP request first, then each frame in a call of its own
         if not self._request_sent:
@@ -74,13 +237,29 @@ class SignalingStream(trio.abc.Stream):
             await self._send_turns.park()
         self._sending = True
         try:
-            await self.inner.send_all(data)
+            # a partly written answer must be completed before anything else is written
+            await self._send_backlog()
+            if data:
+                await self.inner.send_all(data)
+            await self._send_backlog()  # answers that came during the send
         finally:
             self._sending = False
             self._send_turns.unpark()
+
+    async def _send_backlog(self) -> None:
+        while self._backlog:
+            pending = bytes(self._backlog)
+            self._backlog.clear()
+            await self.inner.send_all(pending)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
 
     async def aclose(self) -> None:
+        self.stop_reading_through()
         await self.inner.aclose()
+
+
+def _answer_frame(body: bytes) -> bytes:
+    # client frames are masked with a fresh unpredictable key (RFC 6455 5.3)
+    return encode_frame(Opcode.TEXT, body, mask_key=os.urandom(4))

@@ -3,7 +3,11 @@ client talking to a real trio-websocket (wsproto) server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import struct
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -12,6 +16,7 @@ import trio.testing
 import trio_websocket
 
 from rtms_fast.engine import Engine
+from rtms_fast.pump import MediaPump, open_tcp_socket
 from rtms_fast.session import SessionSpec
 from rtms_fast.settings import EngineSettings
 from rtms_fast.signaling_stream import SignalingStream
@@ -147,6 +152,11 @@ async def test_a_session_answers_signaling_keepalives_where_it_reads_them(tls: b
             stream = session._signaling_stream
             assert stream is not None
             stats = session.stats()
+            pump_stats = engine.pump.stats if engine.pump is not None else None
+    # over plain TCP the engine's pump read the socket; over TLS the reader's task did
+    assert stream.pumped is (not tls)
+    assert (stream.pump_reads > 0) is (not tls)
+    assert pump_stats is not None and (pump_stats.stream_reads > 0) is (not tls)
     assert stats.stop_reason is not None
     # nearly every request was answered from the stream, none starved the session
     assert sim.counters.keepalives_sent >= 8
@@ -179,3 +189,224 @@ async def test_nothing_is_answered_after_our_close_frame() -> None:
         (Opcode.CLOSE, b"\x03\xe8")]
     assert written.startswith(request) and used == len(written) - len(request)
     assert stream.answered == 1
+
+
+# ---- read through the pump ---------------------------------------------------------------
+class _CountingStream(SignalingStream):
+    """Counts what reached trio-websocket's reader: each return is one reader wake-up."""
+
+    returns = 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = await super().receive_some(max_bytes)
+        self.returns += 1
+        return data
+
+
+async def test_a_pump_reads_through_and_keepalives_never_wake_the_reader() -> None:
+    answers: list[dict[str, Any]] = []
+    keepalives_answered = trio.Event()
+    go_on = trio.Event()
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.send_message(json.dumps({"msg_type": 6, "n": "first"}))
+        await go_on.wait()
+        for i in range(30):
+            await ws.send_message(_ka(i) if i % 2 else _ka(i).encode())  # text and bytes
+        for _ in range(24):  # sequences 4, 9, ... 29 declined
+            answers.append(json.loads(await ws.get_message()))
+        keepalives_answered.set()
+        for i in range(5):
+            await ws.send_message(_ka(100 + i))
+            await ws.send_message(json.dumps({"msg_type": 6, "n": i}))
+        await ws.send_message(json.dumps({"msg_type": 6, "n": "last"}))
+        await ws.get_message()  # until the client closes
+
+    pump = MediaPump(sweep_interval_ms=5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)
+        server = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", 0,
+                                     None)
+        raw = await open_tcp_socket("127.0.0.1", server.port)
+        stream = _CountingStream(trio.SocketStream(trio.socket.from_stdlib_socket(raw)),
+                                 _answer, raw_socket=raw)
+        ws = await trio_websocket.wrap_client_stream(
+            nursery, cast("trio.SocketStream", stream), "127.0.0.1", "/")
+        with trio.fail_after(5):
+            assert json.loads(await ws.get_message())["n"] == "first"
+            await trio.testing.wait_all_tasks_blocked()
+            assert stream._inner_read is not None  # the reader waits on the inner stream
+            stream.tap.enabled = True
+            assert stream.read_through(pump)
+            assert not stream.read_through(pump)  # once
+            await trio.testing.wait_all_tasks_blocked()
+            assert stream._inner_read is None  # that read was cancelled
+            returns_before = stream.returns
+            go_on.set()
+            await keepalives_answered.wait()
+            assert stream.returns == returns_before  # 30 requests, no reader wake-up
+            delivered = []
+            while True:
+                message = json.loads(await ws.get_message())
+                delivered.append(message["n"])
+                if message["n"] == "last":
+                    break
+        await ws.aclose()
+        assert not pump._streams  # closing the stream let go of the pump
+        nursery.cancel_scope.cancel()
+    assert delivered == [0, 1, 2, 3, 4, "last"]
+    assert [a["sequence"] for a in answers] == [s for s in range(30) if s % 5 != 4]
+    assert stream.answered == 24 + 4  # and 100..103 (104 declined)
+    assert stream.pump_reads >= 1 and pump.stats.stream_reads >= stream.pump_reads
+
+
+def _pumped_pair(pump: MediaPump, answer: Callable[[bytes], bytes | None] = _answer
+                 ) -> tuple[_CountingStream, socket.socket]:
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    stream = _CountingStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)), answer,
+                             raw_socket=ours)
+    stream.tap.enabled = True
+    return stream, peer
+
+
+def _read_all(peer: socket.socket, count: int) -> bytes:
+    received = bytearray()
+    while len(received) < count:
+        received += peer.recv(count - len(received))
+    return bytes(received)
+
+
+async def test_pumped_answers_wait_behind_a_send_and_a_full_socket() -> None:
+    pump = MediaPump(sweep_interval_ms=2)
+    body = b'{"msg_type":13}'
+    stream, peer = _pumped_pair(pump, lambda payload: body)
+    ours = stream._raw
+    assert ours is not None
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    request = b"GET / HTTP/1.1\r\n\r\n"
+    await stream.send_all(request)  # the HTTP request (never taken for a frame)
+    assert _read_all(peer, len(request)) == request
+    peer.sendall(b"HTTP/1.1 101 OK\r\n\r\n")
+    answer = encode_frame(Opcode.TEXT, body, mask_key=b"\0\0\0\0")  # header only compared
+    big = b"B" * 400_000
+    got = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)
+        assert await stream.receive_some() == b"HTTP/1.1 101 OK\r\n\r\n"
+        assert stream.read_through(pump)
+
+        async def reader() -> None:
+            while data := await stream.receive_some():
+                got.append(data)
+
+        nursery.start_soon(reader)
+        with trio.fail_after(5):
+            # 1: a request during a send in progress (blocked: the peer does not read)
+            nursery.start_soon(stream.send_all, big)
+            await trio.testing.wait_all_tasks_blocked()
+            assert stream._sending
+            peer.sendall(encode_frame(Opcode.TEXT, _ka(1).encode()))
+            while stream.answered < 1:
+                await trio.sleep(0.002)
+            assert stream._backlog  # waits for the send
+            received = await trio.to_thread.run_sync(_read_all, peer, len(big) + len(answer))
+            assert received[: len(big)] == big  # not interleaved
+            assert received[len(big) : len(big) + 2] == answer[:2]
+            assert not stream._backlog and not stream._sending
+            # 2: the socket refuses the answer (its buffer is full): the reader writes it
+            filler = 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    filler += ours.send(b"F" * 4096)
+            peer.sendall(encode_frame(Opcode.TEXT, _ka(2).encode()))
+            while stream.answered < 2:
+                await trio.sleep(0.002)
+            received = await trio.to_thread.run_sync(_read_all, peer, filler + len(answer))
+            assert received[:filler] == b"F" * filler
+            assert received[filler : filler + 2] == answer[:2]
+            # 3: the end of the stream reaches the reader after what was held
+            partial = encode_frame(Opcode.TEXT, _ka(3).encode())[:5]
+            peer.sendall(partial)
+            peer.shutdown(socket.SHUT_WR)
+            while not got:
+                await trio.sleep(0.002)
+        nursery.cancel_scope.cancel()
+    assert got == [partial]
+    assert stream.answered == 2
+    assert not pump._streams
+    peer.close()
+    await stream.aclose()
+
+
+async def test_pumped_reads_report_a_reset_and_a_failing_answer() -> None:
+    pump = MediaPump(sweep_interval_ms=2)
+    stream, peer = _pumped_pair(pump)
+
+    def fail(payload: bytes) -> bytes | None:
+        raise RuntimeError("the machine broke")
+
+    failing, failing_peer = _pumped_pair(pump, fail)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)
+        assert stream.read_through(pump) and failing.read_through(pump)
+        assert pump.stats.streams == 2
+        with trio.fail_after(5):
+            peer.sendall(b"HTTP/1.1 101 OK\r\n\r\n")
+            assert await stream.receive_some() == b"HTTP/1.1 101 OK\r\n\r\n"
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # a reset, or an end: either way the reader hears of it at once
+            with contextlib.suppress(trio.BrokenResourceError):
+                assert await stream.receive_some() == b""
+            failing_peer.sendall(b"HTTP/1.1 101 OK\r\n\r\n" + encode_frame(
+                Opcode.TEXT, _ka(1).encode()))
+            assert await failing.receive_some() == b"HTTP/1.1 101 OK\r\n\r\n"
+            with pytest.raises(RuntimeError, match="the machine broke"):
+                await failing.receive_some()
+        assert not pump._streams and pump.stats.streams == 0
+        nursery.cancel_scope.cancel()
+    failing_peer.close()
+    await stream.aclose()
+    await failing.aclose()
+
+
+async def test_read_through_needs_a_plain_socket_and_a_pump_that_can_watch() -> None:
+    pump = MediaPump(sweep_interval_ms=5)
+    client, _server = trio.testing.memory_stream_pair()
+    assert not SignalingStream(client, _answer).read_through(pump)  # no raw socket (TLS)
+    stream, peer = _pumped_pair(pump)
+    no_epoll = MediaPump(sweep_interval_ms=5, use_epoll=False)
+    assert not stream.read_through(no_epoll) and not stream.pumped
+    assert stream.read_through(pump) and stream.pumped
+    stream.stop_reading_through()
+    stream.stop_reading_through()
+    assert not pump._streams
+    peer.close()
+    await stream.aclose()
+
+
+async def test_the_pump_contains_a_watched_stream_that_raises() -> None:
+    pump = MediaPump(sweep_interval_ms=2)
+    a, b = socket.socketpair()
+    calls = []
+
+    def on_readable() -> None:
+        calls.append(a.recv(100))
+        raise RuntimeError("owner bug")
+
+    assert pump.watch_stream(a.fileno(), on_readable)
+    assert not pump.watch_stream(a.fileno(), on_readable)  # one callback per fd
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)  # runs with no media socket at all
+        b.sendall(b"x")
+        with trio.fail_after(5):
+            while not calls:
+                await trio.sleep(0.002)
+            await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    assert calls == [b"x"]
+    assert pump.stats.stream_failures == 1 and pump.stats.streams == 0
+    pump.unwatch_stream(a.fileno())  # unknown by now: ignored
+    a.close()
+    b.close()
