@@ -4,8 +4,9 @@
 keep-alive requests every 0.5 s on one kind of socket only (``--keepalive-sockets``).
 The anchor is the same engine with no keep-alives at all, measured in the same run: a
 case's figure is its extra CPU over the anchor's, divided by the keep-alives answered.
-The signaling answer is written beneath trio-websocket by its reader task as the request is
-read (``rtms_fast.signaling_stream``); the media answer is written from the pump's sweep.
+The signaling answer is written beneath trio-websocket (``rtms_fast.signaling_stream``) from
+the pump's sweep, which reads the plain-TCP signaling socket too; the media answer is written
+from the pump's sweep as well.
 Each case runs in a fresh interpreter.
 """
 
