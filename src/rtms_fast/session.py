@@ -5,7 +5,7 @@ sockets (``pump.MediaSocket``; data plane). Under trio-websocket sits a ``Signal
 once the signaling handshake is accepted, keep-alive requests are answered there as they are
 read (the machine still reads each one), instead of travelling through trio-websocket's
 message queue to the session's task; over plain TCP the engine's pump does that reading in
-its sweeps (``SignalingStream.read_through``), over TLS the reader's task. Lifecycle:
+its sweeps (``SignalingStream.read_through``), decrypting over TLS. Lifecycle:
 
 1. signaling: connect, SIGNALING_HAND_SHAKE_REQ (1) -> RESP (2) with the media URLs
    (per-type keys, ``all``, or a bare string are all accepted);
@@ -155,6 +155,7 @@ from rtms_fast.settings import EngineSettings
 from rtms_fast.signaling_stream import SignalingStream
 from rtms_fast.stats import DropReason, MediaCounters, RingStats, SessionCounters, SessionStats
 from rtms_fast.tls import NativeTLSContext
+from rtms_fast.tls_stream import TLSSocketStream
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio brings the backport there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
@@ -683,20 +684,21 @@ class Session:
         port = url.port or (443 if tls else 80)
         resource = (url.path or "/") + (f"?{url.query}" if url.query else "")
         async with trio.open_nursery() as ws_nursery:
-            stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+            stream: trio.abc.Stream | None = None
             try:
                 with trio.fail_after(s.handshake_timeout_s):
-                    # a stdlib socket of our own: over plain TCP the pump reads it later
+                    # a stdlib socket (and TLS state) of our own: the pump reads it later
                     raw = await open_tcp_socket(url.hostname, port, s.proxy)
-                    tcp = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
-                    stream = tcp
                     if tls:
                         context = self._ssl_for(self.spec.server_urls)
                         assert context is not None
-                        stream = trio.SSLStream(tcp, context, server_hostname=url.hostname,
-                                                https_compatible=True)
+                        tls_stream = TLSSocketStream(raw, context, url.hostname)
+                        stream = tls_stream
+                        await tls_stream.do_handshake()
+                    else:
+                        stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
                     signaling_stream = SignalingStream(stream, self._answer_tapped_keepalive,
-                                                       raw_socket=None if tls else raw)
+                                                       raw_socket=raw)
                     self._signaling_stream = signaling_stream
                     ws = await trio_websocket.wrap_client_stream(
                         ws_nursery,

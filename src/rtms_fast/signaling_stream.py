@@ -8,12 +8,13 @@ and a locked send, ~150 us of CPU, and it waits behind whatever that task is doi
 ``answer`` turns each into its response, and the answer is written right there. Every
 other byte reaches trio-websocket unchanged and in order.
 
-Over plain TCP the engine's pump can do the reading (``read_through``): once the signaling
-handshake is done it reads the socket in its sweeps, with the media sockets, answers
-keep-alives with a direct non-blocking send and wakes trio-websocket's reader only for
-other bytes (events, state, close). A keep-alive then costs no Trio wake-up at all; every
-other message waits up to one sweep interval longer. Until then, and over TLS, the stream
-reads through the inner stream in the reader's task.
+The engine's pump can do the reading (``read_through``): once the signaling handshake is
+done it reads the socket in its sweeps, with the media sockets (over TLS it decrypts what
+it read right there: the inner stream is then a ``TLSSocketStream``, whose TLS state it
+shares), answers keep-alives with a direct non-blocking send and wakes trio-websocket's
+reader only for other bytes (events, state, close). A keep-alive then costs no Trio
+wake-up at all; every other message waits up to one sweep interval longer. Until then the
+stream reads through the inner stream in the reader's task.
 
 Sends from trio-websocket and keep-alive answers share the transport, so they are
 serialized here (a Trio stream allows one ``send_all`` at a time); an answer the socket
@@ -27,12 +28,14 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Final, Protocol
 
 import trio
 
 from rtms_fast.protocol.keepalive_tap import KeepAliveTap
+from rtms_fast.tls_stream import TLSSocketStream
 from rtms_fast.wire import Opcode, encode_frame
 
 __all__ = ["SignalingStream", "StreamReadingPump"]
@@ -55,8 +58,8 @@ class StreamReadingPump(Protocol):
 class SignalingStream(trio.abc.Stream):
     """``answer(payload)`` gets each keep-alive request's JSON and returns the JSON of the
     response to send, or None to send nothing. Taking starts when ``tap.enabled`` is set.
-    ``raw_socket``: the plain TCP socket under ``inner`` (None over TLS), which a pump may
-    read (``read_through``)."""
+    A pump may read the socket (``read_through``) when ``inner`` is a ``TLSSocketStream``
+    or when ``raw_socket`` is the plain TCP socket under ``inner``."""
 
     def __init__(self, inner: trio.abc.Stream, answer: Callable[[bytes], bytes | None],
                  raw_socket: socket.socket | None = None) -> None:
@@ -67,7 +70,8 @@ class SignalingStream(trio.abc.Stream):
         #: Reads the pump made for this stream.
         self.pump_reads = 0
         self._answer = answer
-        self._raw = raw_socket
+        self._tls = inner if isinstance(inner, TLSSocketStream) else None
+        self._raw = self._tls.socket if self._tls is not None else raw_socket
         self._sending = False
         self._send_turns = trio.lowlevel.ParkingLot()
         self._at_eof = False
@@ -99,6 +103,8 @@ class SignalingStream(trio.abc.Stream):
         self._pump, self._pump_fd = pump, fd
         if self._inner_read is not None:
             self._inner_read.cancel()
+        if self._tls is not None:  # records the inner stream had read but not decrypted
+            self._decrypt_and_take()
         return True
 
     def stop_reading_through(self) -> None:
@@ -181,14 +187,46 @@ class SignalingStream(trio.abc.Stream):
             return
         self.pump_reads += 1
         try:
-            if data:
+            if self._tls is not None:
+                if data:
+                    self._tls.incoming.write(data)
+                else:
+                    self._tls.incoming.write_eof()
+                self._decrypt_and_take()
+            elif data:
                 self._take(data)
             else:
                 self._end()
-        except Exception as exc:  # answering failed: the reader's task raises it
+        except Exception as exc:  # answering (or TLS) failed: the reader's task raises it
             self._received_error = exc
             self.stop_reading_through()
             self._reader_wakeup.unpark_all()
+
+    def _decrypt_and_take(self) -> None:
+        """Take every record the TLS state can decrypt now; the end if the stream ended.
+        A corrupt record raises ``ssl.SSLError`` (an OSError: the reader's task reports
+        the stream broken)."""
+        tls = self._tls
+        assert tls is not None
+        plain = bytearray()
+        ended = False
+        while True:
+            try:
+                chunk = tls.ssl_object.read(_PUMP_READ_BYTES)
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                ended = True
+                break
+            if not chunk:
+                ended = True
+                break
+            plain += chunk
+        if plain:
+            self._take(bytes(plain))
+        self._write_out(None)  # TLS output a read produced (a KeyUpdate answer)
+        if ended:
+            self._end()
 
     def _end(self) -> None:
         self._received += self.tap.flush()
@@ -203,24 +241,38 @@ class SignalingStream(trio.abc.Stream):
         for payload in requests:
             body = None if self._close_sent else self._answer(payload)
             if body is not None:
-                self._write_answer(_answer_frame(body))
+                self._write_out(_answer_frame(body))
                 self.answered += 1
         if passed or (self._backlog and not self._sending):
             self._reader_wakeup.unpark_all()
 
-    def _write_answer(self, frame: bytes) -> None:
-        """Write now if nothing else is being written; what the socket refuses waits."""
+    def _write_out(self, frame: bytes | None) -> None:
+        """Write ``frame`` (None: only TLS output already queued) now if nothing else is
+        being written; what the socket refuses waits in the backlog (transport bytes).
+        Over TLS the frame is encrypted at once; during a send its records stay in the
+        outgoing BIO, which that send drains."""
+        tls = self._tls
+        if tls is not None:
+            if frame:
+                tls.ssl_object.write(frame)
+            if self._sending or not tls.outgoing.pending:
+                return
+            data = tls.outgoing.read()
+        elif frame:
+            data = frame
+        else:
+            return
         sent = 0
         if not self._sending and not self._backlog:
             assert self._raw is not None
             try:
-                sent = self._raw.send(frame)
+                sent = self._raw.send(data)
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
                 pass  # the reader's send of the backlog reports the failure
-        if sent < len(frame):
-            self._backlog += frame[sent:]
+        if sent < len(data):
+            self._backlog += data[sent:]
 
     # ---- sending -------------------------------------------------------------------------
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -236,12 +288,17 @@ class SignalingStream(trio.abc.Stream):
         while self._sending:
             await self._send_turns.park()
         self._sending = True
+        tls = self._tls
         try:
             # a partly written answer must be completed before anything else is written
             await self._send_backlog()
             if data:
                 await self.inner.send_all(data)
-            await self._send_backlog()  # answers that came during the send
+            # answers that came during the send (over TLS: records left in the BIO)
+            while self._backlog or (tls is not None and tls.outgoing.pending):
+                await self._send_backlog()
+                if tls is not None and tls.outgoing.pending:
+                    await tls.send_all(b"")
         finally:
             self._sending = False
             self._send_turns.unpark()
@@ -250,7 +307,10 @@ class SignalingStream(trio.abc.Stream):
         while self._backlog:
             pending = bytes(self._backlog)
             self._backlog.clear()
-            await self.inner.send_all(pending)
+            if self._tls is not None:  # records already: not to be encrypted again
+                await self._tls.send_transport(pending)
+            else:
+                await self.inner.send_all(pending)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
