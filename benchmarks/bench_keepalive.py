@@ -5,8 +5,8 @@ keep-alive requests every 0.5 s on one kind of socket only (``--keepalive-socket
 The anchor is the same engine with no keep-alives at all, measured in the same run: a
 case's figure is its extra CPU over the anchor's, divided by the keep-alives answered.
 The signaling answer is written beneath trio-websocket (``rtms_fast.signaling_stream``) from
-the pump's sweep, which reads the plain-TCP signaling socket too; the media answer is written
-from the pump's sweep as well.
+the pump's sweep, which reads (and over TLS decrypts) the signaling socket too; the media
+answer is written from the pump's sweep as well.
 Each case runs in a fresh interpreter.
 """
 
