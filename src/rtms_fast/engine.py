@@ -333,4 +333,6 @@ class Engine:
             pump_late_sweeps=pump.late_sweeps if pump is not None else 0,
             tls_native_sockets=pump.native_tls_sockets if pump is not None else 0,
             tls_own_record_sockets=pump.own_record_sockets if pump is not None else 0,
+            pump_signaling_sockets=pump.streams if pump is not None else 0,
+            pump_stream_failures=pump.stream_failures if pump is not None else 0,
         )

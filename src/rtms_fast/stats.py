@@ -108,6 +108,10 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     #: own TLS 1.3 record layer decrypted (``EngineSettings.tls_backend``).
     tls_native_sockets: int = 0
     tls_own_record_sockets: int = 0
+    #: Signaling sockets the pump reads now (keep-alives answered in its sweeps), and the
+    #: callbacks for them that raised (that socket then went back to its own reader).
+    pump_signaling_sockets: int = 0
+    pump_stream_failures: int = 0
 
 
 class SessionCounters:

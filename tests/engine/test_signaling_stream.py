@@ -148,11 +148,16 @@ async def test_a_session_answers_signaling_keepalives_where_it_reads_them(tls: b
                 client_secret=sim.config.client_secret))
             session = engine.sessions()[0]
             with trio.fail_after(10):
+                while engine.stats().pump_signaling_sockets != 1:  # read by the pump
+                    await trio.sleep(0.01)
                 await engine.wait_idle()
             stream = session._signaling_stream
             assert stream is not None
             stats = session.stats()
             pump_stats = engine.pump.stats if engine.pump is not None else None
+            engine_stats = engine.stats()
+    assert engine_stats.pump_signaling_sockets == 0  # let go when the session ended
+    assert engine_stats.pump_stream_failures == 0
     # the engine's pump read the socket (and decrypted it over TLS)
     assert stream.pumped and stream.pump_reads > 0
     assert pump_stats is not None and pump_stats.stream_reads >= stream.pump_reads
