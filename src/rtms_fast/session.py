@@ -4,8 +4,8 @@ A ``Session`` owns one signaling WebSocket (trio-websocket; control plane) and i
 sockets (``pump.MediaSocket``; data plane). Under trio-websocket sits a ``SignalingStream``:
 once the signaling handshake is accepted, keep-alive requests are answered there as they are
 read (the machine still reads each one), instead of travelling through trio-websocket's
-message queue to the session's task; over plain TCP the engine's pump does that reading in
-its sweeps (``SignalingStream.read_through``), decrypting over TLS. Lifecycle:
+message queue to the session's task; the engine's pump does that reading in its sweeps
+(``SignalingStream.read_through``), decrypting over TLS. Lifecycle:
 
 1. signaling: connect, SIGNALING_HAND_SHAKE_REQ (1) -> RESP (2) with the media URLs
    (per-type keys, ``all``, or a bare string are all accepted);

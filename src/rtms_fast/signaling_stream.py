@@ -93,8 +93,8 @@ class SignalingStream(trio.abc.Stream):
         return self._pump is not None
 
     def read_through(self, pump: StreamReadingPump) -> bool:
-        """Let ``pump`` read the socket from now on (plain TCP only); True if it does. A
-        read of the inner stream in progress is cancelled (it has consumed nothing)."""
+        """Let ``pump`` read the socket from now on; True if it does. A read of the inner
+        stream in progress is cancelled (it has consumed nothing)."""
         if self._raw is None or self._pump is not None or self._at_eof:
             return False
         fd = self._raw.fileno()
@@ -178,15 +178,7 @@ class SignalingStream(trio.abc.Stream):
         assert self._raw is not None
         try:
             data = self._raw.recv(_PUMP_READ_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._received_error = exc
-            self.stop_reading_through()
-            self._reader_wakeup.unpark_all()
-            return
-        self.pump_reads += 1
-        try:
+            self.pump_reads += 1
             if self._tls is not None:
                 if data:
                     self._tls.incoming.write(data)
@@ -197,7 +189,9 @@ class SignalingStream(trio.abc.Stream):
                 self._take(data)
             else:
                 self._end()
-        except Exception as exc:  # answering (or TLS) failed: the reader's task raises it
+        except (BlockingIOError, InterruptedError):
+            return
+        except Exception as exc:  # the socket, TLS or answering failed: the reader raises it
             self._received_error = exc
             self.stop_reading_through()
             self._reader_wakeup.unpark_all()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+from collections.abc import Iterator
 from typing import Final
 
 import trio
@@ -88,30 +89,29 @@ class TLSSocketStream(trio.abc.Stream):
             self._receiving = False
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
-            self._check_open()
+        with self._send_turn():
             if len(data):
                 try:
                     self.ssl_object.write(data)
                 except ssl.SSLError as exc:
                     raise trio.BrokenResourceError(f"TLS failed: {exc}") from exc
             await self._send_outgoing()
-        finally:
-            self._sending = False
 
     async def send_transport(self, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` to the socket as it is: TLS records taken from ``outgoing``
         earlier (by a caller that writes some records itself), before anything queued
         since. Counts as a send (one at a time)."""
+        with self._send_turn():
+            await self._send_bytes(memoryview(data))
+
+    @contextlib.contextmanager
+    def _send_turn(self) -> Iterator[None]:
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_open()
         self._sending = True
         try:
-            self._check_open()
-            await self._send_bytes(memoryview(data))
+            yield
         finally:
             self._sending = False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 
 def tcp_pairs(n: int) -> list[tuple[socket.socket, socket.socket]]:
@@ -20,3 +21,18 @@ def tcp_pairs(n: int) -> list[tuple[socket.socket, socket.socket]]:
         return pairs
     finally:
         listener.close()
+
+
+class SendRecorder:
+    """A socket stand-in that records direct sends (and otherwise delegates)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sends: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sends.append(bytes(data))
+        return self.sock.send(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)

@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 import trio_websocket
+from _loopback import SendRecorder
 
 from rtms_fast.engine import Engine
 from rtms_fast.pump import MediaPump, open_tcp_socket
@@ -416,25 +417,10 @@ async def test_the_pump_contains_a_watched_stream_that_raises() -> None:
     b.close()
 
 
-class _SendRecorder:
-    """A socket stand-in that records direct sends (and otherwise delegates)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.sends: list[bytes] = []
-
-    def send(self, data: bytes) -> int:
-        self.sends.append(bytes(data))
-        return self.sock.send(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sock, name)
-
-
 async def test_a_pumped_answer_never_cuts_into_a_send_in_progress() -> None:
     pump = MediaPump(sweep_interval_ms=5)
     stream, peer = _pumped_pair(pump, lambda payload: b'{"msg_type":13}')
-    recorder = _SendRecorder(cast(socket.socket, stream._raw))
+    recorder = SendRecorder(cast(socket.socket, stream._raw))
     stream._raw = cast(socket.socket, recorder)
     request = encode_frame(Opcode.TEXT, _ka(1).encode())
     stream._take(b"HTTP/1.1 101 OK\r\n\r\n")  # the tap takes frames after the response

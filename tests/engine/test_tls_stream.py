@@ -14,6 +14,7 @@ import trio
 import trio.testing
 import trio_websocket
 import trustme
+from _loopback import SendRecorder
 
 from rtms_fast.pump import MediaPump, open_tcp_socket
 from rtms_fast.signaling_stream import SignalingStream
@@ -276,14 +277,11 @@ async def test_pumped_tls_answers_wait_in_the_bio_during_a_send(ca: trustme.CA) 
             stream = SignalingStream(tls, lambda payload: b'{"msg_type":13}')
             stream.tap.enabled = True
             stream._take(b"HTTP/1.1 101 OK\r\n\r\n")  # frames are taken after this
-            sends: list[bytes] = []
-            raw_send = tls.socket.send
-            stream._raw = cast(socket.socket, type("Recorder", (), {
-                "send": lambda self, data: sends.append(bytes(data)) or raw_send(data),
-                "fileno": lambda self: tls.socket.fileno()})())
+            recorder = SendRecorder(tls.socket)
+            stream._raw = cast(socket.socket, recorder)
             stream._sending = True  # as while trio-websocket's send_all is under way
             stream._take(encode_frame(Opcode.TEXT, _ka(7).encode()))
-            assert sends == [] and tls.outgoing.pending > 0 and not stream._backlog
+            assert recorder.sends == [] and tls.outgoing.pending > 0 and not stream._backlog
             stream._sending = False
             await stream._send(b"")  # a send drains the BIO when it ends
             assert not tls.outgoing.pending
