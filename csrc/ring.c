@@ -458,6 +458,21 @@ void *rtms_ring_reserve(rtms_ring *r, size_t n)
     return slot_ptr(r, w);
 }
 
+const void *rtms_ring_next_write(const rtms_ring *r)
+{
+    return slot_ptr(r, atomic_load_explicit(&r->write_pos, memory_order_relaxed));
+}
+
+void rtms_ring_prefetch_producer(const rtms_ring *r)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(r, 0, 3);               /* window, capacity, item size, policy */
+    __builtin_prefetch(&r->write_pos, 1, 3);   /* the producer's line */
+#else
+    (void)r;
+#endif
+}
+
 void rtms_ring_commit(rtms_ring *r, size_t n)
 {
     if (n > r->reserved)

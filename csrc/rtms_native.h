@@ -331,6 +331,10 @@ size_t rtms_ring_write_silence(rtms_ring *r, size_t n);            /* zero items
    reserve or write abandons an uncommitted reservation. */
 void *rtms_ring_reserve(rtms_ring *r, size_t n);
 void rtms_ring_commit(rtms_ring *r, size_t n);  /* publish the first n reserved items */
+/* Where the next item will go (the producer's view), and a prefetch of the ring's
+   producer state: cache hints for a batch that will write to the ring soon. */
+const void *rtms_ring_next_write(const rtms_ring *r);
+void rtms_ring_prefetch_producer(const rtms_ring *r);
 
 /* Consumer side (one thread). */
 size_t rtms_ring_readable(const rtms_ring *r);  /* items readable now (<= capacity) */
