@@ -611,6 +611,58 @@ enum { RTMS_RECV_DELAY_ACK = 1 };
 int64_t rtms_recv_batch(const int32_t *fds, size_t n, uint8_t *buf, size_t cap,
                         size_t max_per_fd, uint32_t flags, const uint8_t *rearm_ack,
                         size_t *offsets, size_t *lens, int64_t *results);
+/* The media pump's tables, indexed by socket descriptor (size entries each; the
+   caller owns them and grows them with its descriptors). */
+enum { RTMS_FD_PYTHON = 0,   /* read by Python: new, leftovers, TLS not settled, no ingest */
+       RTMS_FD_ARENA = 1,    /* plain socket with native ingest: read into the arena */
+       RTMS_FD_TLS = 2 };    /* TLS socket with native ingest: read, then decrypted */
+typedef struct rtms_fd_tables {
+    uint8_t *kind;           /* RTMS_FD_* */
+    uint64_t *conn;          /* rtms_ingest_conn * (0: none) */
+    double *activity_s;      /* the caller's clock when the socket last gave bytes */
+    double *ack_armed_s;     /* when delayed ACKs were last set on it */
+    uint8_t *wake;           /* 1: its owner asked to hear of the next audio */
+    size_t size;
+} rtms_fd_tables;
+/* Split fds by read path: those not RTMS_FD_PYTHON to arena_fds (the count is
+   returned), the rest to python_fds (*python_count), only those with an ingest
+   connection when python_need_conn. Unknown descriptors count as Python's. */
+size_t rtms_sweep_split(const int32_t *fds, size_t n, const rtms_fd_tables *t,
+                        int python_need_conn, int32_t *arena_fds, int32_t *python_fds,
+                        size_t *python_count);
+/* The ingest inputs a sweep's receive makes: one per socket that gave bytes, in
+   order (arrays of at least n entries). */
+typedef struct rtms_sweep_inputs {
+    int32_t *fds;
+    uint64_t *conns;         /* rtms_ingest_conn * */
+    uint64_t *bufs;          /* const uint8_t *: the socket's bytes in the arena */
+    uint64_t *lens;
+} rtms_sweep_inputs;
+typedef struct rtms_recv_sweep_result {
+    uint64_t bytes;          /* arena bytes used */
+    uint64_t inputs;         /* sockets that gave bytes */
+    uint64_t tls_inputs;     /* of them, RTMS_FD_TLS */
+    uint64_t failures;       /* reads that ended (RTMS_RECV_EOF) or failed (-errno) */
+    uint64_t ack_rearms;     /* sockets switched to delayed ACKs before the read */
+    uint64_t skipped;        /* not read: the arena was full */
+} rtms_recv_sweep_result;
+/* rtms_recv_batch for a sweep, with its bookkeeping: with RTMS_RECV_DELAY_ACK a
+   socket is switched to delayed ACKs before its read when it was silent for
+   ack_gap_s and not switched since (the timer may have fired), or last switched
+   ack_rearm_s ago (ack_armed_s = now then); a socket that gave bytes becomes the
+   next input and gets activity_s = now; ended and failed reads go to fail_fds /
+   fail_codes. Returns 0 (-ENOSYS on Windows). */
+int64_t rtms_recv_sweep(const int32_t *fds, size_t n, rtms_fd_tables *t, double now,
+                        double ack_gap_s, double ack_rearm_s, uint32_t flags, uint8_t *arena,
+                        size_t cap, size_t max_per_fd, rtms_sweep_inputs *in,
+                        int32_t *fail_fds, int64_t *fail_codes, rtms_recv_sweep_result *out);
+/* After an rtms_ingest_batch round over n inputs (input_fds[i] is input i's
+   socket): the descriptors of inputs that consumed bytes and whose owner asked to
+   be woken go to asked_fds (their wake flag cleared; the count is returned); the
+   indexes of inputs with bytes left (consumed < lens) go to rest (*rest_count). */
+size_t rtms_sweep_settle(const size_t *consumed, const size_t *lens, size_t n,
+                         const int32_t *input_fds, rtms_fd_tables *t, int32_t *rest,
+                         size_t *rest_count, int32_t *asked_fds);
 /* One non-blocking epoll_wait on epfd: the ready descriptors (registered with
    their fd as data) go to fds. scratch holds the kernel's events: at least
    rtms_epoll_event_bytes() per descriptor, up to max_fds of them. Returns the

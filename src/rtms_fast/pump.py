@@ -108,13 +108,15 @@ _ACK_GAP_S: Final = 0.030
 #: ... and at least this often anyway (bounds the extra ACKs after a timer we did not see).
 _ACK_REARM_S: Final = 0.2
 #: A sweep reads every socket on the arena path without asking epoll which are ready when at
-#: least this share of them had bytes in the sweep before: with audio arriving on nearly
-#: every socket, epoll's readiness report costs more than the few reads that find nothing.
-_POLL_FREE_HIT_RATE: Final = 0.75
+#: least this share of them had bytes in the sweep before. epoll's report costs about as
+#: much per ready socket as a read that finds nothing (measured here: 0.7-0.9 us against
+#: 0.4-0.8 us, cold), so reading all of them pays from about half of them having bytes.
+_POLL_FREE_HIT_RATE: Final = 0.55
 #: ``_kind_by_fd`` values: how the native sweep reads a descriptor.
-_KIND_PYTHON: Final = 0  # per-socket Python read (TLS, leftovers, new sockets, no ingest)
-_KIND_ARENA: Final = 1  # plain socket with native ingest: batched recv into the arena
-_KIND_TLS: Final = 2  # TLS socket with native ingest: batched recv, decrypted in Python
+_KIND_PYTHON: Final = int(lib.RTMS_FD_PYTHON)  # per-socket Python read (TLS, leftovers,
+#                                                new sockets, no ingest)
+_KIND_ARENA: Final = int(lib.RTMS_FD_ARENA)  # plain socket with native ingest: arena read
+_KIND_TLS: Final = int(lib.RTMS_FD_TLS)  # TLS socket with native ingest: read, decrypted
 
 
 class MediaSocketError(Exception):
@@ -813,15 +815,27 @@ class MediaPump:
         # ACK of its own, which costs more than the read (~4 us of 5.5 on loopback). The
         # sender gets its ACKs from Linux's delayed-ACK timer (or every second segment).
         self._recv_flags = lib.RTMS_RECV_DELAY_ACK if delay_acks else 0
-        self._rearm_ack = np.zeros(self._batch.max_connections, np.uint8)
-        self._p_rearm_ack = ffi.cast("uint8_t *", self._rearm_ack.ctypes.data)
         slots = self._batch.max_connections
         self._ready_fds = np.zeros(_MAX_READY, np.int32)
         self._event_scratch = ffi.new("uint8_t[]", _MAX_READY * lib.rtms_epoll_event_bytes())
         self._recv_fds = np.zeros(slots, np.int32)
-        self._offsets = np.zeros(slots, np.uint64)
-        self._lens = np.zeros(slots, np.uint64)
-        self._results = np.zeros(slots, np.int64)
+        # what a sweep's receive makes (rtms_recv_sweep): per input its socket, ingest
+        # connection, bytes and length; per failed read its socket and code
+        self._in_fds = np.zeros(slots, np.int32)
+        self._fail_fds = np.zeros(slots, np.int32)
+        self._fail_codes = np.zeros(slots, np.int64)
+        self._recv_result = ffi.new("rtms_recv_sweep_result *")
+        # after ingest (rtms_sweep_settle): inputs with bytes left, sockets to wake
+        self._rest = np.zeros(slots, np.int32)
+        self._rest_count = ffi.new("size_t *")
+        self._asked = np.zeros(slots, np.int32)
+        # the split of descriptors by read path (rtms_sweep_split), grown with them
+        self._split_arena = np.zeros(_MAX_READY, np.int32)
+        self._split_python = np.zeros(_MAX_READY, np.int32)
+        self._p_split_arena = ffi.cast("int32_t *", self._split_arena.ctypes.data)
+        self._p_split_python = ffi.cast("int32_t *", self._split_python.ctypes.data)
+        self._p_registered = ffi.NULL  # points at _registered (rebuilt when sockets change)
+        self._split_count = ffi.new("size_t *")
         self._conns = np.zeros(slots, np.uint64)  # rtms_ingest_conn * values
         self._bufs = np.zeros(slots, np.uint64)  # const uint8_t * values
         self._in_lens = np.zeros(slots, np.uint64)
@@ -834,10 +848,14 @@ class MediaPump:
         self._plain_view = self._plain.data
         self._plain_address = int(self._plain.ctypes.data)
         self._p_ready = ffi.cast("int32_t *", self._ready_fds.ctypes.data)
+        self._ready_python = np.zeros(_MAX_READY, np.int32)
+        self._p_ready_python = ffi.cast("int32_t *", self._ready_python.ctypes.data)
         self._p_recv_fds = ffi.cast("int32_t *", self._recv_fds.ctypes.data)
-        self._p_offsets = ffi.cast("size_t *", self._offsets.ctypes.data)
-        self._p_lens = ffi.cast("size_t *", self._lens.ctypes.data)
-        self._p_results = ffi.cast("int64_t *", self._results.ctypes.data)
+        self._p_in_fds = ffi.cast("int32_t *", self._in_fds.ctypes.data)
+        self._p_fail_fds = ffi.cast("int32_t *", self._fail_fds.ctypes.data)
+        self._p_fail_codes = ffi.cast("int64_t *", self._fail_codes.ctypes.data)
+        self._p_rest = ffi.cast("int32_t *", self._rest.ctypes.data)
+        self._p_asked = ffi.cast("int32_t *", self._asked.ctypes.data)
         self._p_conns = ffi.cast("rtms_ingest_conn **", self._conns.ctypes.data)
         self._p_bufs = ffi.cast("const uint8_t **", self._bufs.ctypes.data)
         self._p_in_lens = ffi.cast("size_t *", self._in_lens.ctypes.data)
@@ -863,6 +881,13 @@ class MediaPump:
         self._p_tls_out_lens = ffi.cast("size_t *", self._tls_out_lens.ctypes.data)
         self._p_tls_status = ffi.cast("int32_t *", self._tls_status.ctypes.data)
         self._p_plain = ffi.cast("uint8_t *", self._plain_address)
+        self._inputs = ffi.new("rtms_sweep_inputs *")
+        self._inputs.fds = self._p_in_fds
+        self._inputs.conns = ffi.cast("uint64_t *", self._conns.ctypes.data)
+        self._inputs.bufs = ffi.cast("uint64_t *", self._bufs.ctypes.data)
+        self._inputs.lens = ffi.cast("uint64_t *", self._in_lens.ctypes.data)
+        self._fd_tables = ffi.new("rtms_fd_tables *")
+        self._point_fd_tables()
         self._audio_targets: dict[
             int, tuple[Callable[[MediaSocket], None], MediaSocket]] = {}
 
@@ -944,6 +969,16 @@ class MediaPump:
                 self.stats.stream_failures += 1
                 self.unwatch_stream(fd)
 
+    def _point_fd_tables(self) -> None:
+        """Point the native view of the per-descriptor tables at the arrays (after they grew)."""
+        tables = self._fd_tables
+        tables.kind = ffi.cast("uint8_t *", self._kind_by_fd.ctypes.data)
+        tables.conn = ffi.cast("uint64_t *", self._conn_by_fd.ctypes.data)
+        tables.activity_s = ffi.cast("double *", self._activity_by_fd.ctypes.data)
+        tables.ack_armed_s = ffi.cast("double *", self._ack_armed_by_fd.ctypes.data)
+        tables.wake = ffi.cast("uint8_t *", self._wake_by_fd.ctypes.data)
+        tables.size = len(self._kind_by_fd)
+
     def _track_fd(self, media_socket: MediaSocket, owner: MediaSocketOwner, fd: int) -> None:
         if fd >= len(self._kind_by_fd):
             size = max(fd + 1, 2 * len(self._kind_by_fd))
@@ -954,6 +989,7 @@ class MediaPump:
                 grown = np.full(size, fill, old.dtype)
                 grown[: len(old)] = old
                 setattr(self, name, grown)
+            self._point_fd_tables()
         # new sockets take the Python path once (messages that came with the handshake)
         self._kind_by_fd[fd] = _KIND_PYTHON
         ingest = media_socket.ingest
@@ -1120,34 +1156,48 @@ class MediaPump:
         sockets = self._sockets
         by_fd = self._by_fd
         kind_by_fd = self._kind_by_fd
-        ready = self._ready_fds[:ready_count]
         registered = self._registered
         if registered is None:
             registered = self._registered = np.fromiter(by_fd, np.int32, len(by_fd))
-        # Python-path sockets: new ones, leftovers, TLS, queued output.
+            self._p_registered = ffi.cast("int32_t *", registered.ctypes.data)
+            if len(registered) > len(self._split_arena):
+                self._split_arena = np.zeros(len(registered), np.int32)
+                self._split_python = np.zeros(len(registered), np.int32)
+                self._p_split_arena = ffi.cast("int32_t *", self._split_arena.ctypes.data)
+                self._p_split_python = ffi.cast("int32_t *", self._split_python.ctypes.data)
+        # Python-path sockets: new ones, leftovers, TLS, queued output (see flush).
         slow: dict[MediaSocket, MediaSocketOwner] = {}
         for media_socket in self._attention:
             owner = sockets.get(media_socket)
             if owner is not None:
                 slow[media_socket] = owner
+                if media_socket._pump is self and media_socket._pump_fd >= 0:
+                    kind_by_fd[media_socket._pump_fd] = _KIND_PYTHON
         self._attention.clear()
-        python_fds = ready[kind_by_fd[ready] == _KIND_PYTHON] if ready_count else ready
-        if poll_free:  # not watched by epoll now: those with ingest on the Python path
-            python_fds = np.concatenate((python_fds, registered[
-                (kind_by_fd[registered] == _KIND_PYTHON) & (self._conn_by_fd[registered] != 0)]))
-        for fd in python_fds.tolist():
+        # the registered sockets on the arena path (and, poll-free, those with ingest on
+        # the Python path, which epoll does not watch then), and the ready ones by path
+        tables = self._fd_tables
+        count = self._split_count
+        on_arena_count = int(lib.rtms_sweep_split(
+            self._p_registered, len(registered), tables, 1, self._p_split_arena,
+            self._p_split_python, count))
+        python_fds = self._split_python[: int(count[0])].tolist() if poll_free else []
+        if ready_count:
+            ready_arena = int(lib.rtms_sweep_split(
+                self._p_ready, ready_count, tables, 0, self._p_ready, self._p_ready_python,
+                count))
+            python_fds += self._ready_python[: int(count[0])].tolist()
+        else:
+            ready_arena = 0
+        for fd in python_fds:
             known = by_fd.get(fd)
             if known is not None:
                 owner = sockets.get(known)
                 if owner is not None:
                     slow[known] = owner
-        # (sockets with output the kernel did not take are in _attention: see flush)
-        for media_socket in slow:
-            if media_socket._pump is self and media_socket._pump_fd >= 0:
-                kind_by_fd[media_socket._pump_fd] = _KIND_PYTHON
         delivered = 0
-        on_arena = registered[kind_by_fd[registered] != _KIND_PYTHON]
-        arena_fds = on_arena if poll_free else ready[kind_by_fd[ready] != _KIND_PYTHON]
+        arena_fds = (self._split_arena[:on_arena_count] if poll_free
+                     else self._ready_fds[:ready_arena])
         arena_count = len(arena_fds)
         self._sweep_hits = 0
         slots = len(self._recv_fds)
@@ -1161,8 +1211,8 @@ class MediaPump:
             self.stats.idle_skipped += max(0, len(sockets) - len(slow) - arena_count)
             hits = arena_count
         # the next sweep's way: by the share of arena sockets that had bytes in this one
-        self._poll_free = (self._poll_free_enabled and len(on_arena) > 0
-                           and hits >= _POLL_FREE_HIT_RATE * len(on_arena))
+        self._poll_free = (self._poll_free_enabled and on_arena_count > 0
+                           and hits >= _POLL_FREE_HIT_RATE * on_arena_count)
         delivered = self._sweep_python(list(slow.items()), delivered, started)
         for media_socket in slow:
             self._settle_kind(media_socket)
@@ -1174,30 +1224,22 @@ class MediaPump:
         partial frames or errors. Returns the messages delivered to owners."""
         count = len(fds)
         self._recv_fds[:count] = fds
-        now = trio.current_time()
-        if self._recv_flags & lib.RTMS_RECV_DELAY_ACK:
-            # after a gap, once (a poll-free sweep reads idle sockets too), and periodically
-            activity = self._activity_by_fd[fds]
-            armed = self._ack_armed_by_fd[fds]
-            rearm = (((now - activity >= _ACK_GAP_S) & (armed <= activity))
-                     | (now - armed >= _ACK_REARM_S))
-            self._rearm_ack[:count] = rearm
-            self._ack_armed_by_fd[fds[rearm]] = now
-            self.stats.ack_rearms += int(np.count_nonzero(rearm))
-        used = int(lib.rtms_recv_batch(self._p_recv_fds, count, self._p_arena,
-                                       _ARENA_BYTES, _ARENA_MAX_PER_SOCKET, self._recv_flags,
-                                       self._p_rearm_ack, self._p_offsets,
-                                       self._p_lens, self._p_results))
-        self.stats.bytes += used
-        results = self._results[:count]
-        got = np.flatnonzero(results > 0)
-        self._sweep_hits += len(got)
-        failed = np.flatnonzero((results < 0) & (results != lib.RTMS_RECV_SKIPPED))
+        result = self._recv_result
+        lib.rtms_recv_sweep(self._p_recv_fds, count, self._fd_tables, trio.current_time(),
+                            _ACK_GAP_S, _ACK_REARM_S, self._recv_flags, self._p_arena,
+                            _ARENA_BYTES, _ARENA_MAX_PER_SOCKET, self._inputs,
+                            self._p_fail_fds, self._p_fail_codes, result)
+        self.stats.bytes += int(result.bytes)
+        self.stats.ack_rearms += int(result.ack_rearms)
+        inputs = int(result.inputs)
+        self._sweep_hits += inputs
         touched: dict[MediaSocket, list[bytes]] = {}
         by_fd = self._by_fd
-        for index in failed.tolist():
-            media_socket = by_fd[int(fds[index])]
-            code = int(results[index])
+        for index in range(int(result.failures)):
+            media_socket = by_fd.get(int(self._fail_fds[index]))
+            if media_socket is None:
+                continue
+            code = int(self._fail_codes[index])
             if code == lib.RTMS_RECV_EOF or -code in (errno.ECONNRESET, errno.EPIPE,
                                                        errno.ETIMEDOUT):
                 media_socket._mark_closed(_CLOSE_ABNORMAL,
@@ -1207,18 +1249,13 @@ class MediaPump:
                                           f"read failed: {errno.errorcode.get(-code, code)}")
             touched[media_socket] = []
         delivered = 0
-        if len(got):
-            got_fds = fds[got]
-            self._activity_by_fd[got_fds] = now
-            inputs = len(got)
-            self._conns[:inputs] = self._conn_by_fd[got_fds]
-            self._bufs[:inputs] = self._offsets[got] + np.uint64(self._arena_address)
-            self._in_lens[:inputs] = self._lens[got]
-            tls_inputs = np.flatnonzero(self._kind_by_fd[got_fds] == _KIND_TLS)
+        if inputs:
+            got_fds = self._in_fds[:inputs]
             ended: set[MediaSocket] = set()
-            if len(tls_inputs):
+            if result.tls_inputs:
+                tls_inputs = np.flatnonzero(self._kind_by_fd[got_fds] == _KIND_TLS)
                 self._decrypt_inputs(got_fds, tls_inputs, ended)
-            delivered = self._ingest_arena(got_fds, touched)
+            delivered = self._ingest_arena(got_fds, self._p_in_fds, touched)
             for media_socket in ended:  # after its last plaintext (a close frame, maybe)
                 _mark_lost(media_socket, ended)
                 touched.setdefault(media_socket, [])
@@ -1336,42 +1373,47 @@ class MediaPump:
         self._in_lens[tls_inputs] = ends - begins
         return pos
 
-    def _ingest_arena(self, fds: np.ndarray[Any, np.dtype[np.int32]],
+    def _ingest_arena(self, fds: np.ndarray[Any, np.dtype[np.int32]], p_fds: Any,
                       touched: dict[MediaSocket, list[bytes]]) -> int:
-        """Run the ingest kernel on ``_conns``/``_bufs``/``_in_lens[:len(fds)]`` until every
-        input's complete frames are consumed; keep partial frames in the sockets."""
+        """Run the ingest kernel on ``_conns``/``_bufs``/``_in_lens[:len(fds)]`` (input i
+        from socket ``fds[i]``; ``p_fds`` points at ``fds``) until every input's complete
+        frames are consumed; keep partial frames in the sockets."""
         batch = self._batch
         by_fd = self._by_fd
         inputs = len(fds)
-        pending = np.arange(inputs)  # input index -> position in fds
-        fed: list[np.ndarray[Any, np.dtype[np.intp]]] = []  # positions that consumed bytes
+        asked: list[int] = []
         for round_ in range(_MAX_BATCH_ROUNDS):
             count = int(lib.rtms_ingest_batch(self._p_conns, self._p_bufs, self._p_in_lens,
                                               inputs, self._p_consumed, batch._records,
                                               batch.max_records, batch._status))
+            if count:
+                self._arena_records(count, fds, touched)
+            woken = int(lib.rtms_sweep_settle(self._p_consumed, self._p_in_lens, inputs, p_fds,
+                                              self._fd_tables, self._p_rest, self._rest_count,
+                                              self._p_asked))
+            if woken:
+                asked += self._asked[:woken].tolist()
+            left = int(self._rest_count[0])
+            if not left:
+                break
+            call_again = bool(int(batch._status[0]) & lib.RTMS_BATCH_CALL_AGAIN)
+            rest = self._rest[:left].astype(np.intp)
             consumed = self._consumed[:inputs]
             lens = self._in_lens[:inputs]
-            fed.append(pending[consumed > 0])
-            if count:
-                self._arena_records(count, fds, pending, touched)
-            call_again = bool(int(batch._status[0]) & lib.RTMS_BATCH_CALL_AGAIN)
-            rest = np.flatnonzero(consumed < lens)
-            if not len(rest):
-                break
             if call_again and round_ + 1 < _MAX_BATCH_ROUNDS:
-                rest = np.array([i for i in rest.tolist()
-                                 if not by_fd[int(fds[pending[i]])].closed], dtype=np.int64)
+                rest = rest[[not by_fd[int(fds[i])].closed for i in rest.tolist()]]
                 if not len(rest):
                     break
                 self._bufs[: len(rest)] = self._bufs[rest] + consumed[rest]
                 self._in_lens[: len(rest)] = lens[rest] - consumed[rest]
                 self._conns[: len(rest)] = self._conns[rest]
-                pending = pending[rest]
+                fds = np.ascontiguousarray(fds[rest])
+                p_fds = ffi.cast("int32_t *", fds.ctypes.data)
                 inputs = len(rest)
                 continue
             # partial frames (or the round limit): keep them in the socket for next sweep
             for i in rest.tolist():
-                media_socket = by_fd[int(fds[pending[i]])]
+                media_socket = by_fd[int(fds[i])]
                 if media_socket.closed:
                     continue
                 view, start = self._locate(int(self._bufs[i]))
@@ -1380,14 +1422,9 @@ class MediaPump:
                 if call_again:
                     self._attention.add(media_socket)
             break
-        positions = fed[0] if len(fed) == 1 else np.unique(np.concatenate(fed))
-        fed_fds = fds[positions]
-        wake = self._wake_by_fd
-        asked = fed_fds[wake[fed_fds] != 0]
-        if len(asked):
-            wake[asked] = 0  # cleared before the call: a waiter registering now asks again
+        if asked:  # owners that asked (audio_doorbell) hear of the audio, once each
             targets = self._audio_targets
-            for fd in asked.tolist():
+            for fd in asked:
                 target = targets.get(fd)
                 if target is not None:
                     target[0](target[1])
@@ -1401,15 +1438,15 @@ class MediaPump:
         return self._plain_view, address - self._plain_address
 
     def _arena_records(self, count: int, fds: np.ndarray[Any, np.dtype[np.int32]],
-                       pending: np.ndarray[Any, np.dtype[np.int64]],
                        touched: dict[MediaSocket, list[bytes]]) -> None:
-        """Handle the kernel's records of one arena round (rare: not audio)."""
+        """Handle the kernel's records of one arena round (rare: not audio); input i of
+        the round came from socket ``fds[i]``."""
         batch = self._batch
         views: dict[int, tuple[IngestConnection, memoryview]] = {}
         for k in range(count):
             native_record = batch._records[k]
             index = int(native_record.conn)
-            media_socket = self._by_fd[int(fds[pending[index]])]
+            media_socket = self._by_fd[int(fds[index])]
             ingest = media_socket.ingest
             if ingest is None:
                 continue

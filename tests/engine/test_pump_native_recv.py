@@ -175,6 +175,136 @@ def test_epoll_ready_lists_only_readable_descriptors(
         poller.close()
 
 
+class _Tables:
+    """The pump's per-descriptor tables, numpy arrays behind an ``rtms_fd_tables``."""
+
+    def __init__(self, size: int) -> None:
+        self.kind = np.zeros(size, np.uint8)
+        self.conn = np.zeros(size, np.uint64)
+        self.activity = np.zeros(size, np.float64)
+        self.armed = np.full(size, -np.inf)
+        self.wake = np.zeros(size, np.uint8)
+        self.native = ffi.new("rtms_fd_tables *")
+        self.native.kind = ffi.cast("uint8_t *", self.kind.ctypes.data)
+        self.native.conn = ffi.cast("uint64_t *", self.conn.ctypes.data)
+        self.native.activity_s = ffi.cast("double *", self.activity.ctypes.data)
+        self.native.ack_armed_s = ffi.cast("double *", self.armed.ctypes.data)
+        self.native.wake = ffi.cast("uint8_t *", self.wake.ctypes.data)
+        self.native.size = size
+
+
+def test_sweep_split_by_read_path() -> None:
+    tables = _Tables(16)
+    tables.kind[[3, 5]] = lib.RTMS_FD_ARENA
+    tables.kind[7] = lib.RTMS_FD_TLS
+    tables.conn[[3, 5, 7, 9]] = 1  # 9: ingest, but on the Python path for now
+    fds = ffi.new("int32_t[]", [3, 4, 5, 7, 9, 40, -1])
+    arena, python, count = ffi.new("int32_t[]", 7), ffi.new("int32_t[]", 7), ffi.new("size_t *")
+    got = lib.rtms_sweep_split(fds, 7, tables.native, 0, arena, python, count)
+    assert list(arena[0:got]) == [3, 5, 7]
+    assert list(python[0 : count[0]]) == [4, 9, 40, -1]  # unknown descriptors: Python's
+    got = lib.rtms_sweep_split(fds, 7, tables.native, 1, arena, python, count)
+    assert got == 3 and list(python[0 : count[0]]) == [9]  # with an ingest connection only
+
+
+class _Sweep:
+    """Outputs of ``rtms_recv_sweep`` for up to n sockets."""
+
+    def __init__(self, n: int, cap: int) -> None:
+        self.cap = cap
+        self.arena = ffi.new("uint8_t[]", cap)
+        self.in_fds = np.zeros(n, np.int32)
+        self.conns, self.bufs, self.lens = (np.zeros(n, np.uint64) for _ in range(3))
+        self.inputs = ffi.new("rtms_sweep_inputs *")
+        self.inputs.fds = ffi.cast("int32_t *", self.in_fds.ctypes.data)
+        self.inputs.conns = ffi.cast("uint64_t *", self.conns.ctypes.data)
+        self.inputs.bufs = ffi.cast("uint64_t *", self.bufs.ctypes.data)
+        self.inputs.lens = ffi.cast("uint64_t *", self.lens.ctypes.data)
+        self.fail_fds = ffi.new("int32_t[]", n)
+        self.fail_codes = ffi.new("int64_t[]", n)
+        self.result = ffi.new("rtms_recv_sweep_result *")
+
+    def run(self, fds: list[int], tables: _Tables, now: float, flags: int = 0,
+            max_per_fd: int = 1 << 16) -> Any:
+        assert lib.rtms_recv_sweep(ffi.new("int32_t[]", fds), len(fds), tables.native, now,
+                                   0.030, 0.2, flags, self.arena, self.cap, max_per_fd,
+                                   self.inputs, self.fail_fds, self.fail_codes,
+                                   self.result) == 0
+        return self.result
+
+    def data(self, k: int) -> bytes:
+        return bytes(ffi.buffer(ffi.cast("uint8_t *", int(self.bufs[k])), int(self.lens[k])))
+
+    def failures(self) -> list[tuple[int, int]]:
+        return [(self.fail_fds[j], self.fail_codes[j]) for j in range(self.result.failures)]
+
+
+def test_recv_sweep_makes_inputs_of_sockets_with_bytes(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    (s0, c0), _, (s2, c2) = tcp_pairs
+    fds = [c.fileno() for _, c in tcp_pairs]
+    tables = _Tables(max(fds) + 1)
+    tables.kind[fds] = [lib.RTMS_FD_TLS, lib.RTMS_FD_ARENA, lib.RTMS_FD_ARENA]
+    tables.conn[fds] = [11, 22, 33]
+    tables.activity[fds] = 1.0
+    s0.sendall(b"first")
+    s2.sendall(b"third socket")
+    _wait_readable(c0)
+    _wait_readable(c2)
+    sweep = _Sweep(8, 1024)
+    result = sweep.run([*fds, max(fds) + 5], tables, now=7.5)
+    assert (result.inputs, result.tls_inputs, result.bytes) == (2, 1, 17)
+    assert list(sweep.in_fds[:2]) == [fds[0], fds[2]] and list(sweep.conns[:2]) == [11, 33]
+    assert sweep.data(0) == b"first" and sweep.data(1) == b"third socket"
+    assert list(tables.activity[fds]) == [7.5, 1.0, 7.5]  # only the sockets that gave bytes
+    assert sweep.failures() == [(max(fds) + 5, -errno.EBADF)]
+    s2.close()
+    _wait_readable(c2)
+    result = sweep.run(fds, tables, now=8.0)
+    assert result.inputs == 0 and sweep.failures() == [(fds[2], lib.RTMS_RECV_EOF)]
+    s0.sendall(b"x" * 100)
+    _wait_readable(c0)
+    result = sweep.run(fds[:1], tables, now=9.0, max_per_fd=0)  # no room: not read
+    assert (result.inputs, result.skipped, result.failures) == (0, 1, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux TCP delayed ACKs")
+def test_recv_sweep_sets_delayed_acks_after_gaps_and_now_and_then(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    fds = [c.fileno() for _, c in tcp_pairs]
+    tables = _Tables(max(fds) + 1)
+    sweep = _Sweep(4, 1024)
+    flags = lib.RTMS_RECV_DELAY_ACK
+    assert sweep.run(fds, tables, 10.0, flags).ack_rearms == 3  # never set before
+    assert list(tables.armed[fds]) == [10.0] * 3
+    tables.activity[fds] = 10.01  # bytes came after the mode was set ...
+    assert sweep.run(fds, tables, 10.02, flags).ack_rearms == 0  # ... no gap yet
+    # a gap of 30 ms or more after the last bytes: set again, once per gap
+    assert sweep.run(fds, tables, 10.05, flags).ack_rearms == 3
+    assert sweep.run(fds, tables, 10.07, flags).ack_rearms == 0
+    tables.activity[fds] = 10.2  # busy, but the last setting is 0.2 s old
+    assert sweep.run(fds, tables, 10.26, flags).ack_rearms == 3
+    assert sweep.run(fds, tables, 20.0, 0).ack_rearms == 0  # without the flag: never
+
+
+def test_sweep_settle_wakes_asking_owners_and_lists_leftovers() -> None:
+    tables = _Tables(10)
+    tables.wake[[2, 4, 6]] = 1
+    input_fds = ffi.new("int32_t[]", [2, 4, 6, 8])
+    consumed = ffi.new("size_t[]", [10, 0, 5, 7])
+    lens = ffi.new("size_t[]", [10, 3, 9, 7])
+    rest, rest_count, asked = ffi.new("int32_t[]", 4), ffi.new("size_t *"), ffi.new("int32_t[]", 4)
+    woken = lib.rtms_sweep_settle(consumed, lens, 4, input_fds, tables.native, rest, rest_count,
+                                  asked)
+    assert list(asked[0:woken]) == [2, 6]  # 4 consumed nothing; 8 did not ask
+    assert list(tables.wake[[2, 4, 6]]) == [0, 1, 0]
+    assert list(rest[0 : rest_count[0]]) == [1, 2]
+    assert lib.rtms_sweep_settle(consumed, lens, 4, input_fds, tables.native, rest, rest_count,
+                                 asked) == 0  # asked once
+
+
 class _Owner:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
