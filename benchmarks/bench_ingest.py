@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rtms_fast.bench.workloads import G711RtpWorkload
+from rtms_fast.bench.workloads import G711RtpWorkload, g711_rtp_message, ws_text_frame
 from rtms_fast.ingest import Codec, ContentType, IngestBatch, IngestConfig, IngestConnection
 from rtms_fast.native import ffi, lib
 
@@ -139,3 +139,71 @@ def test_b64_decode_native(benchmark: Any, b64_text: bytes) -> None:
     n = benchmark(lib.rtms_b64_decode, src, len(b64_text), dst, cap)
     assert bytes(out[:n]) == base64.b64decode(b64_text)
     benchmark.extra_info["gb_per_s"] = round(len(b64_text) / benchmark.stats.stats.median / 1e9, 3)
+
+
+# ---- many connections, one message each: the pump's sweep -------------------------------
+#
+# A sweep hands the kernel one input per socket, and between two sweeps the rest of the
+# process evicts every connection's state, so each input starts cold. "cold" evicts the
+# caches (a pass over 16 MiB) before every round, then writes the round's frames into one
+# arena as the batched receive would; "warm" runs the same rounds back to back. The ratio
+# (warm us / cold us) shows how much of the cache misses the kernel's fetching ahead hides.
+
+SWEEP_CONNECTIONS = 1000
+_sweep_us: dict[str, float] = {}
+
+
+class _SweepRounds:
+    def __init__(self) -> None:
+        n = SWEEP_CONNECTIONS
+        self.conns = [IngestConnection(_config()) for _ in range(n)]
+        codes = np.random.default_rng(7).integers(0, 256, 160, dtype=np.uint8).tobytes()
+        self.frames = [ws_text_frame(g711_rtp_message(seq, codes)) for seq in range(4096)]
+        self.stride = max(len(f) for f in self.frames)
+        self.arena = ffi.new("uint8_t[]", n * self.stride)
+        self.p_conns = ffi.new("rtms_ingest_conn *[]", [c.native_handle for c in self.conns])
+        self.bufs = ffi.new("const uint8_t *[]", [self.arena + i * self.stride for i in range(n)])
+        self.lens = ffi.new("size_t[]", n)
+        self.consumed = ffi.new("size_t[]", n)
+        self.records = ffi.new("rtms_ingest_record[]", 4 * n)
+        self.status = ffi.new("uint32_t *")
+        self.evict = np.zeros(16 << 20, np.uint8)
+        self.seq = 0
+
+    def fill(self) -> None:
+        frame = self.frames[self.seq % len(self.frames)]
+        self.seq += 1
+        for i in range(SWEEP_CONNECTIONS):
+            ffi.memmove(self.arena + i * self.stride, frame, len(frame))
+            self.lens[i] = len(frame)
+
+    def run(self) -> None:
+        lib.rtms_ingest_batch(self.p_conns, self.bufs, self.lens, SWEEP_CONNECTIONS,
+                              self.consumed, self.records, 4 * SWEEP_CONNECTIONS, self.status)
+
+    def check(self) -> None:
+        for conn in self.conns:
+            st = conn.stats()
+            assert st.errors_total == 0 and st.audio_ingested == st.messages == self.seq
+
+
+@pytest.mark.parametrize("caches", ["warm", "cold"])
+def test_ingest_batch_sweep_of_connections(benchmark: Any, caches: str) -> None:
+    rounds = _SweepRounds()
+
+    def setup() -> None:
+        if caches == "cold":
+            rounds.evict += 1
+        rounds.fill()
+
+    benchmark.group = f"ingest-sweep-{SWEEP_CONNECTIONS}-connections"
+    benchmark.extra_info.update(items=SWEEP_CONNECTIONS, unit="msgs", caches=caches)
+    benchmark.pedantic(rounds.run, setup=setup, rounds=200, warmup_rounds=5)
+    rounds.check()
+    if benchmark.stats is None:  # --benchmark-disable: one plain call
+        return
+    us = benchmark.stats.stats.median / SWEEP_CONNECTIONS * 1e6
+    benchmark.extra_info["us_per_msg"] = round(us, 4)
+    _sweep_us[caches] = us
+    if caches == "cold" and "warm" in _sweep_us:
+        benchmark.extra_info["warm_over_cold"] = round(_sweep_us["warm"] / us, 3)
