@@ -1,9 +1,11 @@
-"""``rtms-fast bench kernels|load|compare|gate``: the benchmark suites outside pytest.
+"""``rtms-fast bench kernels|load|compare|pair|gate``: the benchmark suites outside pytest.
 
 - ``kernels``: every native kernel beside its anchor, one table (and ``--json``).
 - ``load``: a ramp of concurrent sessions through rtms-fast's engine.
 - ``compare``: the same load through rtms-fast, the official SDK and the naive
   trio-websocket client, side by side.
+- ``pair``: this checkout's engine against another's (``--baseline-src``), both at once on
+  halves of one simulator's sessions (see ``rtms_fast.bench.pair``).
 - ``gate``: the regression gate (see ``rtms_fast.bench.gate``).
 Each writes a Markdown report (and PNG plots when matplotlib is installed)
 into ``--report-dir``.
@@ -21,8 +23,9 @@ DEFAULT_BASELINE = Path("benchmarks") / "baseline.json"
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("bench", help="run benchmark suites (kernels, load, compare, gate)")
-    p.add_argument("suite", choices=["kernels", "load", "compare", "gate"])
+    p = sub.add_parser("bench",
+                       help="run benchmark suites (kernels, load, compare, pair, gate)")
+    p.add_argument("suite", choices=["kernels", "load", "compare", "pair", "gate"])
     p.add_argument("--sessions", default="100",
                    help="sessions, or a comma-separated ramp (load/compare), e.g. 100,500,1000")
     p.add_argument("--duration", type=float, default=10.0, help="media seconds per run")
@@ -36,6 +39,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                         "measured in the same series)")
     p.add_argument("--clients", default="engine,sdk,naive",
                    help="compare: which clients, comma-separated")
+    p.add_argument("--baseline-src", type=Path, default=None,
+                   help="pair: another checkout's src folder (its native module built)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--report-dir", type=Path, default=Path("bench-report"))
     p.add_argument("--cases", default="", help="kernels/gate: comma-separated case names")
@@ -43,7 +48,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--update-baseline", action="store_true")
     p.add_argument("--repeats", type=int, default=None,
                    help="gate: measurements per case (default 3); load/compare: rounds of "
-                        "every configuration, interleaved, with medians (default 1)")
+                        "every configuration, interleaved, with medians (default 1); pair: "
+                        "rounds (default 3)")
     p.add_argument("--threshold", type=float, default=None,
                    help="gate: allowed fractional drop of the ratio (default per case / 0.35)")
     p.set_defaults(func=cmd_bench)
@@ -152,6 +158,59 @@ def _load_like(args: argparse.Namespace, clients: list[str]) -> int:
     return 0
 
 
+def _pair(args: argparse.Namespace) -> int:
+    import statistics
+
+    from rtms_fast.bench.pair import PairRound, check_tree, run_pair
+
+    if args.baseline_src is None:
+        print("bench: pair needs --baseline-src (another checkout's src folder)",
+              file=sys.stderr)
+        return 2
+    try:
+        check_tree(args.baseline_src)
+        sessions = int(args.sessions)
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    rounds = 3 if args.repeats is None else args.repeats
+    if rounds < 1 or sessions < 1:
+        print("bench: --repeats and --sessions must be >= 1", file=sys.stderr)
+        return 2
+
+    def show(index: int, r: PairRound) -> None:
+        if not args.json:
+            print(f"  round {index + 1}: this {r.current_us:.2f} us/msg, baseline "
+                  f"{r.baseline_us:.2f} us/msg, ratio {r.ratio:.3f}", flush=True)
+
+    results = run_pair(args.baseline_src, sessions=sessions, duration_s=args.duration,
+                       sweep_ms=args.sweep_ms, codec=args.codec, tls=args.tls, rounds=rounds,
+                       on_round=show)
+    ratios = [r.ratio for r in results]
+    header = ("round  this us/msg  baseline us/msg  ratio  messages (this/baseline)  drops")
+    rows = [f"{i + 1:>5}  {r.current_us:11.2f}  {r.baseline_us:15.2f}  {r.ratio:5.3f}  "
+            f"{r.current_messages:>12}/{r.baseline_messages:<12}  "
+            f"{r.current_drops}/{r.baseline_drops}" for i, r in enumerate(results)]
+    median = statistics.median(ratios)
+    table = "\n".join([header, *rows, f"median ratio {median:.3f} "
+                                       f"(range {min(ratios):.3f}-{max(ratios):.3f})"])
+    markdown = "\n".join([
+        f"{sessions} sessions per engine, {args.codec}, {'wss' if args.tls else 'ws'}, "
+        f"{args.sweep_ms:g} ms sweep; baseline `{args.baseline_src}`", "",
+        "| round | this us/msg | baseline us/msg | ratio |", "|---|---|---|---|",
+        *[f"| {i + 1} | {r.current_us:.2f} | {r.baseline_us:.2f} | {r.ratio:.3f} |"
+          for i, r in enumerate(results)], "",
+        f"Median ratio {median:.3f} (range {min(ratios):.3f}-{max(ratios):.3f})."])
+    summary = {"rounds": [{"this_us_per_msg": r.current_us, "baseline_us_per_msg": r.baseline_us,
+                           "ratio": r.ratio, "this_messages": r.current_messages,
+                           "baseline_messages": r.baseline_messages,
+                           "this_drops": r.current_drops, "baseline_drops": r.baseline_drops}
+                          for r in results],
+               "median_ratio": median}
+    _emit(args, f"pair: {args.codec}, {'wss' if args.tls else 'ws'}", table, markdown, summary)
+    return 0
+
+
 def _gate(args: argparse.Namespace) -> int:
     from rtms_fast.bench.gate import format_outcomes, load_baseline, run_gate, save_baseline
     from rtms_fast.bench.kernels import GATED_CASES, run_case
@@ -180,4 +239,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _load_like(args, ["engine"])
     if args.suite == "compare":
         return _load_like(args, [c for c in args.clients.split(",") if c])
+    if args.suite == "pair":
+        return _pair(args)
     return _gate(args)
