@@ -13,6 +13,7 @@ import struct
 import pytest
 
 from _ingest_frames import audio_message, frame, rtp_packet
+from rtms_fast.native import ffi, lib
 from rtms_fast.wire import (
     Base64Error,
     EnvelopeError,
@@ -182,6 +183,63 @@ def test_b64_random_garbage_agrees_with_stdlib_validation() -> None:
             assert got == expected, text
         if got is not None:
             assert got == expected, text
+
+
+# Long inputs go through the vector path (blocks of 32 characters) where the CPU has one:
+# every byte value at every position of a block must be judged as the scalar path would.
+_BAD_BYTES = sorted({0x00, 0x0A, 0x20, 0x2A, 0x2D, 0x2E, 0x3A, 0x3D, 0x40, 0x5B, 0x5C, 0x5F,
+                     0x60, 0x7B, 0x7F, 0x80, 0xC3, 0xFF})
+
+
+@pytest.mark.parametrize("length", [32, 36, 64, 96, 232])
+def test_b64_long_inputs_with_one_bad_byte_anywhere(length: int) -> None:
+    rng = random.Random(length)
+    text = base64.b64encode(bytes(rng.randrange(256) for _ in range(length // 4 * 3)))
+    assert b64decode(text) == base64.b64decode(text)
+    for pos in range(len(text)):
+        for bad in _BAD_BYTES:
+            corrupt = text[:pos] + bytes([bad]) + text[pos + 1 :]
+            try:
+                expected: bytes | None = base64.b64decode(corrupt, validate=True)
+            except ValueError:
+                expected = None
+            try:
+                got: bytes | None = b64decode(corrupt)
+            except Base64Error:
+                got = None
+            assert got == expected, (pos, bad)
+
+
+def test_b64_every_alphabet_character_in_every_lane() -> None:
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    for shift in range(64):
+        text = (alphabet[shift:] + alphabet[:shift]) * 3
+        assert b64decode(text) == base64.b64decode(text)
+
+
+def test_b64_long_escaped_slashes_and_padding() -> None:
+    rng = random.Random(9)
+    for n in (47, 48, 49, 95, 96, 97, 300):
+        data = bytes(rng.randrange(256) for _ in range(n))
+        text = base64.b64encode(data)
+        assert b64decode(text) == data
+        assert b64decode(text.replace(b"/", b"\\/")) == data
+
+
+@pytest.mark.parametrize("n_bytes", [24, 48, 72, 171, 480])
+def test_b64_decode_never_writes_past_its_capacity(n_bytes: int) -> None:
+    data = os.urandom(n_bytes)
+    text = base64.b64encode(data)
+    guard = 64
+    for cap in (n_bytes, n_bytes - 1, n_bytes // 2):
+        out = ffi.new("uint8_t[]", cap + guard)
+        ffi.memmove(out + cap, b"\xa5" * guard, guard)
+        got = lib.rtms_b64_decode(text, len(text), out, cap)
+        if cap >= n_bytes:
+            assert got == n_bytes and ffi.buffer(out, n_bytes)[:] == data
+        else:
+            assert got == -lib.RTMS_ERR_SPACE
+        assert ffi.buffer(out + cap, guard)[:] == b"\xa5" * guard, cap
 
 
 # ---- media envelope -----------------------------------------------------------------
