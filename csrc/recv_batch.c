@@ -60,44 +60,6 @@ static int64_t recv_once(int32_t fd, uint8_t *dst, size_t room)
 }
 #endif
 
-int64_t rtms_recv_batch(const int32_t *fds, size_t n, uint8_t *buf, size_t cap,
-                        size_t max_per_fd, uint32_t flags, const uint8_t *rearm_ack,
-                        size_t *offsets, size_t *lens, int64_t *results)
-{
-    size_t pos = 0;
-#if defined(_WIN32)
-    for (size_t i = 0; i < n; i++) {
-        offsets[i] = 0;
-        lens[i] = 0;
-        results[i] = -ENOSYS;
-    }
-    (void)fds; (void)buf; (void)cap; (void)max_per_fd; (void)flags; (void)rearm_ack;
-    (void)pos;
-    return 0;
-#else
-    for (size_t i = 0; i < n; i++) {
-        size_t room = cap - pos;
-        offsets[i] = pos;
-        lens[i] = 0;
-        if (room > max_per_fd)
-            room = max_per_fd;
-        if (room == 0) {
-            results[i] = RTMS_RECV_SKIPPED;
-            continue;
-        }
-        if ((flags & RTMS_RECV_DELAY_ACK) && (rearm_ack == NULL || rearm_ack[i]))
-            delay_acks(fds[i]);
-        int64_t got = recv_once(fds[i], buf + pos, room);
-        results[i] = got;
-        if (got > 0) {
-            lens[i] = (size_t)got;
-            pos += (size_t)got;
-        }
-    }
-    return (int64_t)pos;
-#endif
-}
-
 /* ---- the pump's sweep over its descriptor tables -------------------------------- */
 
 static int fd_known(const rtms_fd_tables *t, int32_t fd)

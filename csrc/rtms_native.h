@@ -593,24 +593,15 @@ int64_t rtms_sim_sender_format(const rtms_sim_sender *s, uint32_t slot, int64_t 
                                int64_t last, uint8_t *out, size_t cap);
 
 /* ---- Batched socket receives and readiness, recv_batch.c ---------------- */
-/* recv(MSG_DONTWAIT) once on each of n sockets, into one caller-owned arena buf
-   of cap bytes, laid end to end: socket i's bytes are buf[offsets[i] ..
-   offsets[i] + lens[i]), at most max_per_fd of them. results[i] = bytes read,
-   0 when the socket had nothing (EAGAIN), RTMS_RECV_EOF at end of stream,
-   RTMS_RECV_SKIPPED when the arena was full (not read: try next time), or
-   -errno. Returns the arena bytes used. Not available on Windows (-ENOSYS).
-   flags RTMS_RECV_DELAY_ACK (Linux TCP): switch socket i to delayed ACKs
-   (TCP_QUICKACK off) before reading it when rearm_ack is NULL or rearm_ack[i] is
-   nonzero, so a read of a small segment does not send an ACK of its own (on
-   loopback that ACK costs the reader ~4 us); ACKs then go out every second
-   segment or on Linux's delayed-ACK timer (~40 ms). The mode lasts until that
-   timer fires, so the caller re-arms a socket whenever the timer may have fired
-   since the last time (a gap in its traffic) and now and then in any case. */
-enum { RTMS_RECV_EOF = -1000001, RTMS_RECV_SKIPPED = -1000002 };
+/* A read that found the end of the stream (see rtms_recv_sweep). */
+enum { RTMS_RECV_EOF = -1000001 };
+/* flags RTMS_RECV_DELAY_ACK (Linux TCP): switch a socket to delayed ACKs (TCP_QUICKACK
+   off) before reading it, so a read of a small segment does not send an ACK of its own
+   (on loopback that ACK costs the reader ~4 us); ACKs then go out every second segment
+   or on Linux's delayed-ACK timer (~40 ms). The mode lasts until that timer fires, so a
+   socket is switched again whenever the timer may have fired since the last time (a gap
+   in its traffic) and now and then in any case. */
 enum { RTMS_RECV_DELAY_ACK = 1 };
-int64_t rtms_recv_batch(const int32_t *fds, size_t n, uint8_t *buf, size_t cap,
-                        size_t max_per_fd, uint32_t flags, const uint8_t *rearm_ack,
-                        size_t *offsets, size_t *lens, int64_t *results);
 /* The media pump's tables, indexed by socket descriptor (size entries each; the
    caller owns them and grows them with its descriptors). */
 enum { RTMS_FD_PYTHON = 0,   /* read by Python: new, leftovers, TLS not settled, no ingest */
@@ -646,12 +637,15 @@ typedef struct rtms_recv_sweep_result {
     uint64_t ack_rearms;     /* sockets switched to delayed ACKs before the read */
     uint64_t skipped;        /* not read: the arena was full */
 } rtms_recv_sweep_result;
-/* rtms_recv_batch for a sweep, with its bookkeeping: with RTMS_RECV_DELAY_ACK a
-   socket is switched to delayed ACKs before its read when it was silent for
-   ack_gap_s and not switched since (the timer may have fired), or last switched
-   ack_rearm_s ago (ack_armed_s = now then); a socket that gave bytes becomes the
-   next input and gets activity_s = now; ended and failed reads go to fail_fds /
-   fail_codes. Returns 0 (-ENOSYS on Windows). */
+/* One recv(MSG_DONTWAIT) on each of n sockets, into one caller-owned arena of cap
+   bytes, laid end to end, at most max_per_fd bytes each; a socket that finds the
+   arena full is not read (counted in skipped: read it next time). A socket that
+   gave bytes becomes the next input (in) and gets activity_s = now; one that ended
+   (RTMS_RECV_EOF), failed (-errno) or is not in the tables (-EBADF) goes to
+   fail_fds / fail_codes. With RTMS_RECV_DELAY_ACK a socket is switched to delayed
+   ACKs before its read when it was silent for ack_gap_s and not switched since,
+   or last switched ack_rearm_s ago (ack_armed_s = now then). Returns 0 (-ENOSYS
+   on Windows). */
 int64_t rtms_recv_sweep(const int32_t *fds, size_t n, rtms_fd_tables *t, double now,
                         double ack_gap_s, double ack_rearm_s, uint32_t flags, uint8_t *arena,
                         size_t cap, size_t max_per_fd, rtms_sweep_inputs *in,

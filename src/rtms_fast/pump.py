@@ -11,14 +11,16 @@ media handshake the socket enters its data phase in one of two ways:
   pending) and hands ALL their bytes to ONE native ingest call: the kernel splits frames
   and writes audio straight into the participants' rings; control frames are answered
   here (pong, close), other messages go to the owner as bytes. On Linux the sweep is one
-  ``rtms_epoll_ready`` call (our own readiness set) and one ``rtms_recv_batch`` call that
-  reads every ready socket into one arena, which the kernel reads in place; TLS sockets
+  ``rtms_epoll_ready`` call (our own readiness set; skipped while nearly every socket has
+  bytes), one ``rtms_sweep_split`` of the descriptors by read path and one
+  ``rtms_recv_sweep`` call that reads every socket on the arena path into one arena
+  (with the per-socket bookkeeping), which the kernel reads in place; TLS sockets
   are decrypted from that arena into a second one (natively TLS'd sockets in one
   ``rtms_tls_decrypt_batch`` call, ``ssl.SSLObject`` ones one Python step each). A
   socket costs Python work only when it has something other than audio: a record (a
   keep-alive, an event...), a partial frame (kept in the socket, prepended next sweep on
   the per-socket path), an error or its end. Reads switch the socket to delayed ACKs
-  (``delay_acks``): see ``rtms_recv_batch`` in csrc/rtms_native.h;
+  (``delay_acks``): see ``RTMS_RECV_DELAY_ACK`` in csrc/rtms_native.h;
 * Python (``start_data_phase(None)``): wsproto splits frames and the owner gets every
   message (used without the native kernel, and by ``run_socket_task``, the per-socket
   alternative kept for comparison and ``use_pump = False``).
@@ -109,8 +111,8 @@ _ACK_GAP_S: Final = 0.030
 _ACK_REARM_S: Final = 0.2
 #: A sweep reads every socket on the arena path without asking epoll which are ready when at
 #: least this share of them had bytes in the sweep before. epoll's report costs about as
-#: much per ready socket as a read that finds nothing (measured here: 0.7-0.9 us against
-#: 0.4-0.8 us, cold), so reading all of them pays from about half of them having bytes.
+#: much per ready socket as a read that finds nothing, so reading all of them pays from
+#: about half of them having bytes.
 _POLL_FREE_HIT_RATE: Final = 0.55
 #: ``_kind_by_fd`` values: how the native sweep reads a descriptor.
 _KIND_PYTHON: Final = int(lib.RTMS_FD_PYTHON)  # per-socket Python read (TLS, leftovers,

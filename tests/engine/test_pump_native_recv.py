@@ -12,6 +12,7 @@ import select
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,67 +56,8 @@ def tcp_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
         client.close()
 
 
-class _Arrays:
-    def __init__(self, n: int, cap: int) -> None:
-        self.arena = ffi.new("uint8_t[]", cap)
-        self.offsets = ffi.new("size_t[]", n)
-        self.lens = ffi.new("size_t[]", n)
-        self.results = ffi.new("int64_t[]", n)
-        self.cap = cap
-
-    def recv(self, fds: list[int], max_per_fd: int, flags: int = 0,
-             rearm_ack: list[int] | None = None) -> int:
-        rearm = ffi.NULL if rearm_ack is None else ffi.new("uint8_t[]", rearm_ack)
-        return int(lib.rtms_recv_batch(ffi.new("int32_t[]", fds), len(fds), self.arena,
-                                       self.cap, max_per_fd, flags, rearm, self.offsets,
-                                       self.lens, self.results))
-
-    def data(self, i: int) -> bytes:
-        return bytes(ffi.buffer(self.arena + self.offsets[i], self.lens[i]))
-
-
 def _wait_readable(sock: socket.socket) -> None:
     assert select.select([sock], [], [], 2.0)[0], "no data arrived"
-
-
-@pytest.mark.parametrize("flags", [0, 1])
-def test_recv_batch_reports_data_nothing_end_and_errors(
-    tcp_pairs: list[tuple[socket.socket, socket.socket]], flags: int
-) -> None:
-    (s0, c0), (_, c1), (s2, c2) = tcp_pairs
-    s0.sendall(b"first socket")
-    s2.close()  # end of stream for c2
-    _wait_readable(c0)
-    _wait_readable(c2)
-    arrays = _Arrays(4, 1024)
-    used = arrays.recv([c0.fileno(), c1.fileno(), c2.fileno(), -1], 512, flags)
-    assert used == len(b"first socket")
-    assert list(arrays.results) == [12, 0, lib.RTMS_RECV_EOF, -errno.EBADF]
-    assert arrays.data(0) == b"first socket"
-    assert [arrays.lens[i] for i in range(1, 4)] == [0, 0, 0]
-
-
-def test_recv_batch_lays_sockets_end_to_end_within_the_caps(
-    tcp_pairs: list[tuple[socket.socket, socket.socket]],
-) -> None:
-    (s0, c0), (s1, c1), (s2, c2) = tcp_pairs
-    s0.sendall(b"a" * 100)
-    s1.sendall(b"b" * 30)
-    s2.sendall(b"c" * 10)
-    for c in (c0, c1, c2):
-        _wait_readable(c)
-    arrays = _Arrays(3, 100)
-    # per-socket cap 64: c0 gives 64; c1 gets the 30 it has; c2 finds 6 bytes of room
-    used = arrays.recv([c0.fileno(), c1.fileno(), c2.fileno()], 64)
-    assert list(arrays.results) == [64, 30, 6]
-    assert used == 100
-    assert [arrays.offsets[i] for i in range(3)] == [0, 64, 94]
-    assert arrays.data(0) == b"a" * 64 and arrays.data(1) == b"b" * 30
-    assert arrays.data(2) == b"c" * 6
-    # the arena is full now for a further socket: skipped, not read
-    used = arrays.recv([c0.fileno()], 0)
-    assert used == 0 and arrays.results[0] == lib.RTMS_RECV_SKIPPED
-    assert c0.recv(100) == b"a" * 36  # nothing was lost
 
 
 def _segments_sent(sock: socket.socket) -> int:
@@ -123,37 +65,6 @@ def _segments_sent(sock: socket.socket) -> int:
     sent, pure ACKs included."""
     return int(struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO,
                                                        256), 136)[0])
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux TCP delayed ACKs")
-def test_delayed_acks_last_between_rearms(
-    tcp_pairs: list[tuple[socket.socket, socket.socket]],
-) -> None:
-    """What the pump relies on to set delayed ACKs only now and then: once set, the mode
-    lasts while segments keep coming (the reader ACKs every second one), and without it
-    every read of a small segment sends an ACK."""
-    arrays = _Arrays(1, 4096)
-    reads = 40
-
-    def acks(pair: tuple[socket.socket, socket.socket], flags: int,
-             rearm: Callable[[int], int]) -> int:
-        server, client = pair
-        before = _segments_sent(client)
-        for i in range(reads):
-            server.sendall(bytes(300))
-            _wait_readable(client)
-            assert arrays.recv([client.fileno()], 4096, flags, [rearm(i)]) == 300
-        return _segments_sent(client) - before
-
-    never = acks(tcp_pairs[0], 0, lambda i: 1)
-    # the best of three: a pause of 40 ms in a busy test run lets the timer fire once
-    every_read = min(acks(tcp_pairs[1], lib.RTMS_RECV_DELAY_ACK, lambda i: 1)
-                     for _ in range(3))
-    first_read = min(acks(tcp_pairs[2], lib.RTMS_RECV_DELAY_ACK, lambda i: int(i == 0))
-                     for _ in range(3))
-    assert never >= reads - 2
-    assert every_read <= reads // 2 + 3
-    assert first_read <= reads // 2 + 3
 
 
 def test_epoll_ready_lists_only_readable_descriptors(
@@ -287,6 +198,63 @@ def test_recv_sweep_sets_delayed_acks_after_gaps_and_now_and_then(
     tables.activity[fds] = 10.2  # busy, but the last setting is 0.2 s old
     assert sweep.run(fds, tables, 10.26, flags).ack_rearms == 3
     assert sweep.run(fds, tables, 20.0, 0).ack_rearms == 0  # without the flag: never
+
+
+def test_recv_sweep_lays_sockets_end_to_end_within_the_caps(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    (s0, c0), (s1, c1), (s2, c2) = tcp_pairs
+    fds = [c.fileno() for _, c in tcp_pairs]
+    tables = _Tables(max(fds) + 1)
+    s0.sendall(b"a" * 100)
+    s1.sendall(b"b" * 30)
+    s2.sendall(b"c" * 10)
+    for c in (c0, c1, c2):
+        _wait_readable(c)
+    sweep = _Sweep(3, 100)
+    # per-socket cap 64: c0 gives 64; c1 gets the 30 it has; c2 finds 6 bytes of room
+    result = sweep.run(fds, tables, 1.0, max_per_fd=64)
+    assert (result.inputs, result.bytes) == (3, 100)
+    arena = int(ffi.cast("uintptr_t", sweep.arena))
+    assert [int(sweep.bufs[k]) - arena for k in range(3)] == [0, 64, 94]
+    assert [sweep.data(k) for k in range(3)] == [b"a" * 64, b"b" * 30, b"c" * 6]
+    # the arena is full now for a further socket: skipped, not read
+    result = sweep.run(fds[:1], tables, 2.0, max_per_fd=0)
+    assert (result.inputs, result.skipped, result.failures) == (0, 1, 0)
+    assert c0.recv(100) == b"a" * 36  # nothing was lost
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux TCP delayed ACKs")
+def test_delayed_acks_last_between_rearms(
+    tcp_pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """What the pump relies on to set delayed ACKs only now and then: once set, the mode
+    lasts while segments keep coming (the reader ACKs every second one), and without it
+    every read of a small segment sends an ACK."""
+    sweep = _Sweep(1, 4096)
+    reads = 40
+
+    def acks(pair: tuple[socket.socket, socket.socket], flags: int, every_read: bool) -> int:
+        server, client = pair
+        fd = client.fileno()
+        tables = _Tables(fd + 1)
+        before = _segments_sent(client)
+        for _ in range(reads):
+            server.sendall(bytes(300))
+            _wait_readable(client)
+            if every_read:
+                tables.armed[fd] = -np.inf  # as if never set: set before this read
+            result = sweep.run([fd], tables, time.monotonic(), flags)
+            assert result.inputs == 1 and sweep.lens[0] == 300
+        return _segments_sent(client) - before
+
+    never = acks(tcp_pairs[0], 0, False)
+    # the best of three: a pause of 40 ms in a busy test run lets the timer fire once
+    every_read = min(acks(tcp_pairs[1], lib.RTMS_RECV_DELAY_ACK, True) for _ in range(3))
+    by_the_rule = min(acks(tcp_pairs[2], lib.RTMS_RECV_DELAY_ACK, False) for _ in range(3))
+    assert never >= reads - 2
+    assert every_read <= reads // 2 + 3
+    assert by_the_rule <= reads // 2 + 3
 
 
 def test_sweep_settle_wakes_asking_owners_and_lists_leftovers() -> None:
