@@ -697,8 +697,8 @@ class Session:
                         await tls_stream.do_handshake()
                     else:
                         stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
-                    signaling_stream = SignalingStream(stream, self._answer_tapped_keepalive,
-                                                       raw_socket=raw)
+                    signaling_stream = SignalingStream(stream, self._on_tapped_message,
+                                                       raw_socket=raw, take_messages=True)
                     self._signaling_stream = signaling_stream
                     ws = await trio_websocket.wrap_client_stream(
                         ws_nursery,
@@ -785,6 +785,9 @@ class Session:
             raw = await ws.get_message()
             self._signaling_last_rx = trio.current_time()
             events = self._sig_receive(sig, raw)
+            # counted now: the stream takes nothing before the handshake is accepted, and the
+            # count must be complete when it starts to (below)
+            self._signaling_processed()
             for event in events:
                 if isinstance(event, KeepAliveRequested):
                     await self._answer_keepalive_ws(ws, sig, event)
@@ -1145,13 +1148,25 @@ class Session:
             self._heard_since_reconnect = True
             for event in self._sig_receive(sig, raw):
                 await self._on_signaling_event(ws, sig, event)
+            self._signaling_processed()
+
+    def _signaling_processed(self) -> None:
+        """One more message from trio-websocket handled: messages the signaling stream
+        takes itself may go straight to ``_on_tapped_message`` again once all are."""
+        if self._signaling_stream is not None:
+            self._signaling_stream.messages_processed += 1
 
     async def _on_signaling_event(self, ws: trio_websocket.WebSocketConnection,
                                   sig: ClientSignalingConnection,
                                   event: ConnectionEvent) -> None:
         if isinstance(event, KeepAliveRequested):
             await self._answer_keepalive_ws(ws, sig, event)
-        elif isinstance(event, EventReceived):
+        else:
+            self._on_signaling_event_now(event)
+
+    def _on_signaling_event_now(self, event: ConnectionEvent) -> None:
+        """Every signaling event but a keep-alive request (answered where it was read)."""
+        if isinstance(event, EventReceived):
             self._on_event(event.event)
         elif isinstance(event, ProtoStreamStateChanged):
             self._publish(StreamStateChanged(
@@ -1291,19 +1306,23 @@ class Session:
             sig.keep_alive_response(request.sequence, request.timestamp).decode())
         self._note_keepalive(request.timestamp)
 
-    def _answer_tapped_keepalive(self, payload: bytes) -> bytes | None:
-        """A keep-alive request ``SignalingStream`` took off the signaling socket: the
-        machine reads it like any message; returns the response to send."""
+    def _on_tapped_message(self, payload: bytes) -> bytes | None:
+        """A message ``SignalingStream`` took off the signaling socket (a keep-alive request,
+        or with nothing else pending any message): the machine reads it like any message
+        and it is handled here; returns the keep-alive response to send, if any."""
         self._signaling_last_rx = trio.current_time()
+        self._heard_since_reconnect = True
         sig = self._sig
         if sig is None:
             return None
+        body = None
         for event in self._sig_receive(sig, payload):
             if isinstance(event, KeepAliveRequested):
                 body = sig.keep_alive_response(event.sequence, event.timestamp)
                 self._note_keepalive(event.timestamp)
-                return body
-        return None
+            else:
+                self._on_signaling_event_now(event)
+        return body
 
     def _answer_keepalive_sock(self, sock: MediaSocket, msg: KeepAliveRequest) -> None:
         sock.send_message(encode_message(KeepAliveResponse(

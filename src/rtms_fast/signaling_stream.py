@@ -16,6 +16,14 @@ reader only for other bytes (events, state, close). A keep-alive then costs no T
 wake-up at all; every other message waits up to one sweep interval longer. Until then the
 stream reads through the inner stream in the reader's task.
 
+With ``take_messages`` every other small message is taken too and handed to ``answer``
+where it is read (from the pump's sweep: no reader wake-up, no parser, no channel hop),
+but only while trio-websocket has nothing of its own to deliver: messages the tap must pass
+on (large or fragmented ones, or any while one is pending) go to trio-websocket, and the
+next ones follow them there until the owner has processed every message trio-websocket
+delivered (``messages_processed``, counted by the owner, against the tap's
+``messages_passed``). So the owner sees every message once and in the order sent.
+
 Sends from trio-websocket and keep-alive answers share the transport, so they are
 serialized here (a Trio stream allows one ``send_all`` at a time); an answer the socket
 did not take whole (or that came during a send) is written, ahead of anything else, by the
@@ -34,7 +42,7 @@ from typing import Final, Protocol
 
 import trio
 
-from rtms_fast.protocol.keepalive_tap import KeepAliveTap
+from rtms_fast.protocol.keepalive_tap import KeepAliveTap, is_keepalive_request
 from rtms_fast.tls_stream import TLSSocketStream
 from rtms_fast.wire import Opcode, encode_frame
 
@@ -45,6 +53,8 @@ _PUMP_READ_BYTES: Final = 64 * 1024
 #: While this many bytes wait for trio-websocket's reader, the pump reads no more (the
 #: socket's own buffer and TCP flow control hold the rest, as when no one reads).
 _PUMP_BUFFER_LIMIT: Final = 1024 * 1024
+#: Largest message taken out with ``take_messages`` (larger ones go to trio-websocket).
+_TAKEN_MESSAGE_BYTES: Final = 64 * 1024
 
 
 class StreamReadingPump(Protocol):
@@ -56,15 +66,22 @@ class StreamReadingPump(Protocol):
 
 
 class SignalingStream(trio.abc.Stream):
-    """``answer(payload)`` gets each keep-alive request's JSON and returns the JSON of the
-    response to send, or None to send nothing. Taking starts when ``tap.enabled`` is set.
-    A pump may read the socket (``read_through``) when ``inner`` is a ``TLSSocketStream``
-    or when ``raw_socket`` is the plain TCP socket under ``inner``."""
+    """``answer(payload)`` gets each keep-alive request's JSON (with ``take_messages``, every
+    message taken) and returns the JSON of the response to send, or None to send nothing.
+    Taking starts when ``tap.enabled`` is set. A pump may read the socket
+    (``read_through``) when ``inner`` is a ``TLSSocketStream`` or when ``raw_socket`` is the
+    plain TCP socket under ``inner``."""
 
     def __init__(self, inner: trio.abc.Stream, answer: Callable[[bytes], bytes | None],
-                 raw_socket: socket.socket | None = None) -> None:
+                 raw_socket: socket.socket | None = None, *,
+                 take_messages: bool = False) -> None:
         self.inner = inner
-        self.tap = KeepAliveTap()
+        self.take_messages = take_messages
+        #: Messages the owner got from trio-websocket and has processed (the owner counts).
+        self.messages_processed = 0
+        self.tap = KeepAliveTap(
+            take=self._takes,
+            max_payload_bytes=_TAKEN_MESSAGE_BYTES if take_messages else 512)
         #: Keep-alive answers written from here.
         self.answered = 0
         #: Reads the pump made for this stream.
@@ -86,6 +103,13 @@ class SignalingStream(trio.abc.Stream):
         self._received_error: Exception | None = None
         self._backlog = bytearray()  # answer bytes still to write, ahead of anything else
         self._reader_wakeup = trio.lowlevel.ParkingLot()
+
+    def _takes(self, payload: bytes) -> bool:
+        # any message while trio-websocket has none of its own left (their order holds);
+        # keep-alive requests always (answering one reorders nothing the owner sees)
+        if self.take_messages and self.tap.messages_passed == self.messages_processed:
+            return True
+        return is_keepalive_request(payload)
 
     @property
     def pumped(self) -> bool:

@@ -435,3 +435,73 @@ async def test_a_pumped_answer_never_cuts_into_a_send_in_progress() -> None:
     assert stream.answered == 2
     peer.close()
     await stream.aclose()
+
+
+def _event(n: int, pad: int = 0) -> bytes:
+    return json.dumps({"msg_type": 6, "n": n, "pad": "x" * pad}).encode()
+
+
+async def test_taken_messages_keep_their_order_with_those_the_reader_gets() -> None:
+    """With ``take_messages`` small messages go straight to the owner, large and fragmented
+    ones through the reader; the owner sees every one once, in the order sent, and direct
+    taking resumes once it has processed what the reader delivered."""
+    pump = MediaPump(sweep_interval_ms=2)
+    seen: list[tuple[str, int]] = []
+
+    def on_message(payload: bytes) -> bytes | None:
+        seen.append(("direct", json.loads(payload)["n"]))
+        return None
+
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    stream = SignalingStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                             on_message, raw_socket=ours, take_messages=True)
+    peer.sendall(b"HTTP/1.1 101 OK\r\n\r\n")
+    big = 70 * 1024  # over what the stream takes itself
+    sent = [
+        encode_frame(Opcode.TEXT, _event(0)),
+        encode_frame(Opcode.TEXT, _event(1, pad=big)),  # to the reader
+        encode_frame(Opcode.TEXT, _event(2)),  # behind it, to the reader too
+        encode_frame(Opcode.TEXT, _event(3)[:10], fin=False),  # fragmented: the reader
+        encode_frame(Opcode.CONTINUATION, _event(3)[10:]),
+        encode_frame(Opcode.TEXT, _event(4)),
+    ]
+    later = [encode_frame(Opcode.TEXT, _event(5)), encode_frame(Opcode.TEXT, _event(6))]
+    buffered = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump.run)
+        with trio.fail_after(5):
+            assert await stream.receive_some() == b"HTTP/1.1 101 OK\r\n\r\n"
+            stream.tap.enabled = True
+            assert stream.read_through(pump)
+
+            async def owner() -> None:
+                """Plays the session: parses what the reader gets, processes in order."""
+                fragments = b""
+                while data := await stream.receive_some():
+                    buffered.extend(data)
+                    frames, used = split_frames(bytes(buffered))
+                    del buffered[:used]
+                    for header, payload in frames:
+                        fragments += payload
+                        if header.fin:
+                            seen.append(("reader", json.loads(fragments)["n"]))
+                            fragments = b""
+                            stream.messages_processed += 1
+
+            nursery.start_soon(owner)
+            peer.sendall(b"".join(sent))
+            while len(seen) < 5:
+                await trio.sleep(0.002)
+            await trio.sleep(0.05)  # the owner has processed what the reader delivered
+            peer.sendall(b"".join(later))
+            while len(seen) < 7:
+                await trio.sleep(0.002)
+        nursery.cancel_scope.cancel()
+    assert [n for _, n in seen] == list(range(7))
+    assert seen[0] == ("direct", 0)
+    assert [how for how, n in seen if n in (1, 2, 3, 4)] == ["reader"] * 4
+    assert seen[5:] == [("direct", 5), ("direct", 6)]  # taken again
+    assert stream.tap.messages_passed == stream.messages_processed == 4
+    peer.close()
+    await stream.aclose()

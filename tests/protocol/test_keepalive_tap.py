@@ -167,3 +167,37 @@ def test_max_payload_bytes() -> None:
     tap = KeepAliveTap(max_payload_bytes=len(KA) - 1)
     tap.enabled = True
     assert tap.feed(HTTP + frame(KA)) == (HTTP + frame(KA), [])
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=50), max_size=30))
+@settings(max_examples=60, deadline=None)
+def test_messages_passed_counts_each_passed_data_message_once(cuts: list[int]) -> None:
+    """Taken requests and control frames are not messages passed; a fragmented message is
+    one, counted at its last frame; so is a message too large to be a candidate."""
+    stream = (HTTP + frame(KA) + frame(EVENT) + frame(EVENT[:9], fin=False)
+              + frame(b"", opcode=0x9) + frame(EVENT[9:], opcode=0x0)
+              + frame(EVENT * 20) + frame(EVENT, opcode=2))
+    tap = KeepAliveTap(max_payload_bytes=512)
+    tap.enabled = True
+    passed, taken = b"", []
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        out, got = tap.feed(stream[pos : pos + cut])
+        passed += out
+        taken += got
+        pos += cut
+        if pos >= len(stream):
+            break
+    assert taken == [KA] and tap.taken == 1
+    assert tap.messages_passed == 4
+    assert passed == stream.replace(frame(KA), b"")
+
+
+def test_take_decides_what_comes_out() -> None:
+    tap = KeepAliveTap(take=lambda payload: b'"n":1' in payload)
+    tap.enabled = True
+    one, two = b'{"msg_type":6,"n":1}', b'{"msg_type":6,"n":2}'
+    passed, taken = tap.feed(HTTP + frame(one) + frame(two) + frame(KA))
+    assert taken == [one]  # a keep-alive too is passed on when ``take`` says no
+    assert passed == HTTP + frame(two) + frame(KA)
+    assert tap.messages_passed == 2

@@ -9,10 +9,13 @@ caller can answer them where it reads, and passes every other byte on unchanged.
 
 It is deliberately conservative. It starts after the HTTP response that opens the
 connection, and only a complete, unfragmented, unmasked text or binary frame without RSV
-bits and of at most ``max_payload_bytes`` is ever taken, and only if ``is_keepalive``
-says its payload is one. Anything else (large frames, fragmented messages, control
-frames, frames a client must reject) is passed on for the library to judge. After a close
-frame everything is passed on. While ``enabled`` is false it only tracks boundaries.
+bits and of at most ``max_payload_bytes`` is ever taken, and only if ``take`` says so
+(by default: if its payload is a keep-alive request). Anything else (large frames,
+fragmented messages, control frames, frames a client must reject) is passed on for the
+library to judge. After a close frame everything is passed on. While ``enabled`` is false
+it only tracks boundaries. ``messages_passed`` counts the data messages passed on, so a
+caller that takes other messages too can keep them in order with those (see
+``rtms_fast.signaling_stream``).
 
 This module must never touch sockets, clocks or Trio.
 """
@@ -43,13 +46,17 @@ class KeepAliveTap:
     """Feed it what the socket gave; it returns what to pass on and what it took."""
 
     def __init__(self, *, max_payload_bytes: int = 512,
-                 is_keepalive: Callable[[bytes], bool] = is_keepalive_request) -> None:
+                 take: Callable[[bytes], bool] = is_keepalive_request) -> None:
         #: Take keep-alives only while true (boundaries are tracked either way).
         self.enabled = False
-        #: Keep-alive requests taken out so far.
+        #: Payloads taken out so far.
         self.taken = 0
+        #: Complete data messages passed on so far (each counted at its last frame; the
+        #: HTTP response is none): a caller that takes more than keep-alives compares it
+        #: with the messages its library has delivered to keep their order.
+        self.messages_passed = 0
         self._max_payload = max_payload_bytes
-        self._is_keepalive = is_keepalive
+        self._take = take
         self._in_headers = True    # before the end of the HTTP response
         self._pending = b""        # the start of a frame (or header tail) not yet decided
         self._passing = 0          # payload bytes of the current frame still to pass on
@@ -58,7 +65,7 @@ class KeepAliveTap:
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
         """``data``: the next bytes read. Returns (bytes to hand to the WebSocket library,
-        payloads of the keep-alive requests taken out, in order). Bytes of a frame that
+        payloads taken out, in order). Bytes of a frame that
         might be taken are held back until the frame is complete."""
         if self._closed:
             return data, []
@@ -97,23 +104,26 @@ class KeepAliveTap:
             candidate = (self.enabled and fin and not b0 & 0x70 and not b1 & 0x80
                          and opcode in (_OP_TEXT, _OP_BINARY) and not self._fragmented
                          and payload_len <= self._max_payload)
+            frame_end = pos + header_len + payload_len
+            if candidate and frame_end > end:  # decided once it is complete
+                self._pending = data[pos:]
+                break
             if opcode in (_OP_TEXT, _OP_BINARY):
                 self._fragmented = not fin
             elif opcode == _OP_CONTINUATION and fin:
                 self._fragmented = False
-            frame_end = pos + header_len + payload_len
             if candidate:
-                if frame_end > end:
-                    self._pending = data[pos:]
-                    break
                 payload = data[pos + header_len:frame_end]
-                if self._is_keepalive(payload):
+                if self._take(payload):
                     taken.append(payload)
                     self.taken += 1
                 else:
                     out.append(data[pos:frame_end])
+                    self.messages_passed += 1
                 pos = frame_end
                 continue
+            if fin and opcode in (_OP_TEXT, _OP_BINARY, _OP_CONTINUATION):
+                self.messages_passed += 1
             if opcode == _OP_CLOSE:  # from here on the library sees everything as it came
                 self._closed = True
                 out.append(data[pos:])
