@@ -1313,7 +1313,8 @@ class Session:
         self._signaling_last_rx = trio.current_time()
         self._heard_since_reconnect = True
         sig = self._sig
-        if sig is None:
+        if sig is None:  # no machine to read it (never after the handshake): counted
+            self.counters.drop(DropReason.UNEXPECTED_MESSAGE)
             return None
         body = None
         for event in self._sig_receive(sig, payload):
