@@ -505,3 +505,13 @@ async def test_taken_messages_keep_their_order_with_those_the_reader_gets() -> N
     assert stream.tap.messages_passed == stream.messages_processed == 4
     peer.close()
     await stream.aclose()
+
+
+async def test_a_taken_message_without_a_signaling_machine_is_counted() -> None:
+    from rtms_fast.session import Session
+
+    session = Session(SessionSpec(rtms_stream_id="s", signature_id="m",
+                                  server_urls="ws://127.0.0.1:9/", client_id="c",
+                                  client_secret="x"), EngineSettings())
+    assert session._on_tapped_message(_event(1)) is None
+    assert session.stats().drops == {"unexpected_message": 1}
