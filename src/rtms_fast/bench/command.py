@@ -187,7 +187,7 @@ def _pair(args: argparse.Namespace) -> int:
                        sweep_ms=args.sweep_ms, codec=args.codec, tls=args.tls, rounds=rounds,
                        on_round=show)
     ratios = [r.ratio for r in results]
-    header = ("round  this us/msg  baseline us/msg  ratio  messages (this/baseline)  drops")
+    header = "round  this us/msg  baseline us/msg  ratio  messages (this/baseline)  drops"
     rows = [f"{i + 1:>5}  {r.current_us:11.2f}  {r.baseline_us:15.2f}  {r.ratio:5.3f}  "
             f"{r.current_messages:>12}/{r.baseline_messages:<12}  "
             f"{r.current_drops}/{r.baseline_drops}" for i, r in enumerate(results)]
