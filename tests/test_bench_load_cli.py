@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rtms_fast.bench.load import LoadResult, load_medians
+from rtms_fast.bench.load import LoadResult, _per_message, load_medians
 from rtms_fast.tls import native_tls_available
 
 
@@ -57,6 +58,22 @@ def test_keepalives_and_drops_are_reported_per_run_and_summarised() -> None:
             summary["keepalive_timeouts"], summary["keepalive_max_rtt_ms"]) == (1, 2, 1, 1500.0)
 
 
+def test_pump_counters_per_message_sum_the_processes() -> None:
+    results = [{"messages": 300, "pump_ack_rearms": 6, "pump_empty_reads": 30},
+               {"messages": 100, "pump_ack_rearms": 2, "pump_empty_reads": 0}]
+    assert _per_message(results, "pump_ack_rearms") == 8 / 400
+    assert _per_message(results, "pump_empty_reads") == 30 / 400
+    assert math.isnan(_per_message([{"messages": 10}], "pump_ack_rearms"))  # not reported
+    assert math.isnan(_per_message([{"messages": 0, "pump_ack_rearms": 1}], "pump_ack_rearms"))
+    assert math.isnan(_per_message([], "pump_ack_rearms"))
+    runs = [_result(ack_rearms_per_msg=0.1, empty_reads_per_msg=0.02),
+            _result(ack_rearms_per_msg=0.3, empty_reads_per_msg=0.01),
+            _result(ack_rearms_per_msg=0.2, empty_reads_per_msg=0.03)]
+    (summary,) = load_medians(runs)
+    assert (summary["ack_rearms_per_msg_median"], summary["empty_reads_per_msg_median"]) == (
+        0.2, 0.02)
+
+
 def _bench(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rtms_fast", "bench", "load", "--report-dir", str(tmp), *args],
@@ -76,6 +93,9 @@ def test_rounds_interleave_the_backends(tmp_path: Path) -> None:
                for r in summary["runs"])
     if sys.platform.startswith("linux"):  # the host's TCP segments per message, measured
         assert all(r["tcp_segments_per_msg"] > 0 for r in summary["runs"])
+        # delayed ACKs are set at least once per socket before its first read
+        assert all(r["ack_rearms_per_msg"] > 0 for r in summary["runs"])
+    assert all(r["empty_reads_per_msg"] >= 0 for r in summary["runs"])
     assert [(m["tls"], m["runs"]) for m in summary["medians"]] == [
         ("native", 2), ("native-openssl", 2)]
     report = (tmp_path / "load.md").read_text()

@@ -335,4 +335,7 @@ class Engine:
             tls_own_record_sockets=pump.own_record_sockets if pump is not None else 0,
             pump_signaling_sockets=pump.streams if pump is not None else 0,
             pump_stream_failures=pump.stream_failures if pump is not None else 0,
+            pump_poll_free_sweeps=pump.poll_free_sweeps if pump is not None else 0,
+            pump_empty_reads=pump.empty_reads if pump is not None else 0,
+            pump_ack_rearms=pump.ack_rearms if pump is not None else 0,
         )

@@ -112,6 +112,12 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     #: callbacks for them that raised (that socket then went back to its own reader).
     pump_signaling_sockets: int = 0
     pump_stream_failures: int = 0
+    #: Sweeps that read every plain media socket without asking epoll first, the reads of
+    #: those sweeps that found nothing (each a system call for no bytes), and the reads
+    #: preceded by setting delayed ACKs again (one more system call each).
+    pump_poll_free_sweeps: int = 0
+    pump_empty_reads: int = 0
+    pump_ack_rearms: int = 0
 
 
 class SessionCounters:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import trio
@@ -150,11 +152,17 @@ async def test_g711_over_wss_unified_mode(tls_backend: str) -> None:
             with trio.fail_after(10):
                 await engine.wait_idle()
         assert engine.pump is not None
-        native_reads = engine.pump.stats.native_tls_reads
+        pump = engine.pump.stats
+        native_reads = pump.native_tls_reads
+        pump_counts = (pump.poll_free_sweeps, pump.empty_reads, pump.ack_rearms)
         stats = engine.stats()
     assert session.outcome is not None and session.outcome.outcome == "ended"
     assert session.stats().keepalives_answered > 0
     assert (native_reads > 0) == (engine.native_tls is not None)
+    assert (stats.pump_poll_free_sweeps, stats.pump_empty_reads,
+            stats.pump_ack_rearms) == pump_counts
+    if sys.platform.startswith("linux"):  # delayed ACKs set before the socket's first read
+        assert stats.pump_ack_rearms > 0
     # the simulator speaks TLS 1.3: the own record layer takes its media socket
     assert stats.tls_native_sockets == (1 if engine.native_tls is not None else 0)
     assert stats.tls_own_record_sockets == (1 if engine.native_tls is not None

@@ -125,6 +125,8 @@ def run_engine_load(
                 "drops_by_reason": dict(stats.drops),
                 "pump_max_sweep_lag_ms": stats.pump_max_sweep_lag_ms,
                 "pump_late_sweeps": stats.pump_late_sweeps,
+                "pump_empty_reads": stats.pump_empty_reads,
+                "pump_ack_rearms": stats.pump_ack_rearms,
                 "cpu_samples": sampler.samples, "latencies_ms": latencies,
             }
 

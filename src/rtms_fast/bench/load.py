@@ -66,6 +66,11 @@ class LoadResult:
     #: one client process; NaN otherwise): 1 plus the client's ACKs per message on loopback,
     #: e.g. 1.5 with delayed ACKs (one per two messages), 2 with an ACK per message.
     tcp_segments_per_msg: float = float("nan")
+    #: Engine only, over the whole run: reads that found nothing (sweeps that read every
+    #: socket without asking epoll) and delayed-ACK re-arms, per message received; each
+    #: is a system call. NaN for other clients.
+    empty_reads_per_msg: float = float("nan")
+    ack_rearms_per_msg: float = float("nan")
     #: The simulator's keep-alive requests (every socket, every 5 s), the answers it got
     #: (a request sent just before its session ended may go unanswered) and the sockets it
     #: dropped for want of one.
@@ -144,6 +149,9 @@ def load_medians(results: list[LoadResult]) -> list[dict[str, Any]]:
             "sim_misses_max": max(r.sim_misses for r in runs),
             "tcp_segments_per_msg_median": statistics.median(
                 r.tcp_segments_per_msg for r in runs),
+            "empty_reads_per_msg_median": statistics.median(
+                r.empty_reads_per_msg for r in runs),
+            "ack_rearms_per_msg_median": statistics.median(r.ack_rearms_per_msg for r in runs),
             "keepalives_unanswered": sum(r.keepalives_unanswered for r in runs),
             "keepalive_answers_late": sum(r.keepalive_answers_late for r in runs),
             "keepalive_timeouts": sum(r.keepalive_timeouts for r in runs),
@@ -270,6 +278,8 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         # processes' windows (the SDK) overlap
         tcp_segments_per_msg=(steady[0].tcp_segments_per_msg if len(steady) == 1
                               else float("nan")),
+        empty_reads_per_msg=_per_message(results, "pump_empty_reads"),
+        ack_rearms_per_msg=_per_message(results, "pump_ack_rearms"),
         keepalives_sent=int(counters.get("keepalives_sent", 0)),
         keepalives_answered=int(counters.get("keepalive_answers", 0)),
         keepalive_timeouts=int(counters.get("keepalive_timeouts", 0)),
@@ -282,6 +292,15 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
         drops_by_reason={k: int(v) for r in results
                          for k, v in (r.get("drops_by_reason") or {}).items() if v},
     )
+
+
+def _per_message(results: list[dict[str, Any]], key: str) -> float:
+    """A client counter summed over its processes, per message received (NaN when the
+    client does not report it or nothing arrived)."""
+    if not results or any(key not in r for r in results):
+        return float("nan")
+    received = sum(int(r["messages"]) for r in results)
+    return sum(int(r[key]) for r in results) / received if received else float("nan")
 
 
 def _run_sdk_clients(tmp: Path, lines: list[str], codec: str, send_rate_ms: int,

@@ -32,6 +32,8 @@ LOAD_COLUMNS = (
     ("latency_p99_ms", "p99 ms", "{:.1f}"),
     ("sim_misses", "sim misses", "{}"),
     ("tcp_segments_per_msg", "segs/msg", "{:.2f}"),
+    ("empty_reads_per_msg", "empty reads/msg", "{:.3f}"),
+    ("ack_rearms_per_msg", "ACK re-arms/msg", "{:.3f}"),
     ("keepalive_label", "keep-alives answered", "{}"),
 )
 
@@ -90,6 +92,8 @@ MEDIAN_COLUMNS = (
     ("drops", "drops", "{}"),
     ("sim_misses_max", "max sim misses", "{}"),
     ("tcp_segments_per_msg_median", "segs/msg", "{:.2f}"),
+    ("empty_reads_per_msg_median", "empty reads/msg", "{:.3f}"),
+    ("ack_rearms_per_msg_median", "ACK re-arms/msg", "{:.3f}"),
     ("keepalives_unanswered", "KA unanswered", "{}"),
     ("keepalive_answers_late", "KA late", "{}"),
     ("keepalive_max_rtt_ms", "max KA rtt ms", "{:.0f}"),
