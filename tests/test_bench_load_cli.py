@@ -59,19 +59,22 @@ def test_keepalives_and_drops_are_reported_per_run_and_summarised() -> None:
 
 
 def test_pump_counters_per_message_sum_the_processes() -> None:
-    results = [{"messages": 300, "pump_ack_rearms": 6, "pump_empty_reads": 30},
-               {"messages": 100, "pump_ack_rearms": 2, "pump_empty_reads": 0}]
+    results = [{"messages": 300, "pump_ack_rearms": 6, "pump_empty_reads": 30,
+                "pump_recv_cpu_s": 0.001},
+               {"messages": 100, "pump_ack_rearms": 2, "pump_empty_reads": 0,
+                "pump_recv_cpu_s": 0.0002}]
     assert _per_message(results, "pump_ack_rearms") == 8 / 400
     assert _per_message(results, "pump_empty_reads") == 30 / 400
+    assert math.isclose(_per_message(results, "pump_recv_cpu_s"), 0.0012 / 400)
     assert math.isnan(_per_message([{"messages": 10}], "pump_ack_rearms"))  # not reported
     assert math.isnan(_per_message([{"messages": 0, "pump_ack_rearms": 1}], "pump_ack_rearms"))
     assert math.isnan(_per_message([], "pump_ack_rearms"))
-    runs = [_result(ack_rearms_per_msg=0.1, empty_reads_per_msg=0.02),
-            _result(ack_rearms_per_msg=0.3, empty_reads_per_msg=0.01),
-            _result(ack_rearms_per_msg=0.2, empty_reads_per_msg=0.03)]
+    runs = [_result(ack_rearms_per_msg=0.1, empty_reads_per_msg=0.02, recv_us_per_msg=3.0),
+            _result(ack_rearms_per_msg=0.3, empty_reads_per_msg=0.01, recv_us_per_msg=4.0),
+            _result(ack_rearms_per_msg=0.2, empty_reads_per_msg=0.03, recv_us_per_msg=2.0)]
     (summary,) = load_medians(runs)
-    assert (summary["ack_rearms_per_msg_median"], summary["empty_reads_per_msg_median"]) == (
-        0.2, 0.02)
+    assert (summary["ack_rearms_per_msg_median"], summary["empty_reads_per_msg_median"],
+            summary["recv_us_per_msg_median"]) == (0.2, 0.02, 3.0)
 
 
 def _bench(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
@@ -95,6 +98,7 @@ def test_rounds_interleave_the_backends(tmp_path: Path) -> None:
         assert all(r["tcp_segments_per_msg"] > 0 for r in summary["runs"])
         # delayed ACKs are set at least once per socket before its first read
         assert all(r["ack_rearms_per_msg"] > 0 for r in summary["runs"])
+        assert all(0 < r["recv_us_per_msg"] < r["us_per_msg"] for r in summary["runs"])
     assert all(r["empty_reads_per_msg"] >= 0 for r in summary["runs"])
     assert [(m["tls"], m["runs"]) for m in summary["medians"]] == [
         ("native", 2), ("native-openssl", 2)]

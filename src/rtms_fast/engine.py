@@ -338,4 +338,5 @@ class Engine:
             pump_poll_free_sweeps=pump.poll_free_sweeps if pump is not None else 0,
             pump_empty_reads=pump.empty_reads if pump is not None else 0,
             pump_ack_rearms=pump.ack_rearms if pump is not None else 0,
+            pump_recv_cpu_s=pump.recv_cpu_s if pump is not None else 0.0,
         )

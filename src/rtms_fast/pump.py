@@ -734,8 +734,9 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
 class PumpStatistics:
     __slots__ = ("ack_rearms", "bytes", "empty_reads", "idle_skipped", "late_sweeps",
                  "max_sweep_lag_s", "messages", "native_tls_reads", "native_tls_sockets",
-                 "own_record_sockets", "poll_free_sweeps", "socket_failures", "sockets",
-                 "stream_failures", "stream_reads", "streams", "sweep_seconds", "sweeps")
+                 "own_record_sockets", "poll_free_sweeps", "recv_cpu_s", "socket_failures",
+                 "sockets", "stream_failures", "stream_reads", "streams", "sweep_seconds",
+                 "sweeps")
 
     def __init__(self) -> None:
         self.idle_skipped = 0  # socket visits saved by the readiness set
@@ -751,6 +752,9 @@ class PumpStatistics:
         self.ack_rearms = 0  # reads preceded by setting delayed ACKs again (see _ACK_GAP_S)
         self.poll_free_sweeps = 0  # sweeps that read every arena socket without epoll
         self.empty_reads = 0  # reads of those sweeps that found nothing
+        # CPU of this thread inside the batched receives (rtms_recv_sweep): the kernel's
+        # receive path (and the ACKs it sends) for every socket on the arena path
+        self.recv_cpu_s = 0.0
         self.streams = 0  # other sockets read for their owners (``watch_stream``)
         self.stream_reads = 0  # their readable reports handled
         self.stream_failures = 0  # of those, calls that raised (the stream was dropped)
@@ -1227,10 +1231,12 @@ class MediaPump:
         count = len(fds)
         self._recv_fds[:count] = fds
         result = self._recv_result
+        cpu_before = time.thread_time()
         lib.rtms_recv_sweep(self._p_recv_fds, count, self._fd_tables, trio.current_time(),
                             _ACK_GAP_S, _ACK_REARM_S, self._recv_flags, self._p_arena,
                             _ARENA_BYTES, _ARENA_MAX_PER_SOCKET, self._inputs,
                             self._p_fail_fds, self._p_fail_codes, result)
+        self.stats.recv_cpu_s += time.thread_time() - cpu_before
         self.stats.bytes += int(result.bytes)
         self.stats.ack_rearms += int(result.ack_rearms)
         inputs = int(result.inputs)

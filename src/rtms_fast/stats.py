@@ -118,6 +118,9 @@ class EngineStats(msgspec.Struct, frozen=True, kw_only=True):
     pump_poll_free_sweeps: int = 0
     pump_empty_reads: int = 0
     pump_ack_rearms: int = 0
+    #: CPU seconds the pump's thread spent in its batched receives (``rtms_recv_sweep``):
+    #: mostly the kernel's receive path, with the ACKs it sends.
+    pump_recv_cpu_s: float = 0.0
 
 
 class SessionCounters:

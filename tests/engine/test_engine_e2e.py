@@ -154,15 +154,17 @@ async def test_g711_over_wss_unified_mode(tls_backend: str) -> None:
         assert engine.pump is not None
         pump = engine.pump.stats
         native_reads = pump.native_tls_reads
-        pump_counts = (pump.poll_free_sweeps, pump.empty_reads, pump.ack_rearms)
+        pump_counts = (pump.poll_free_sweeps, pump.empty_reads, pump.ack_rearms,
+                       pump.recv_cpu_s)
         stats = engine.stats()
     assert session.outcome is not None and session.outcome.outcome == "ended"
     assert session.stats().keepalives_answered > 0
     assert (native_reads > 0) == (engine.native_tls is not None)
     assert (stats.pump_poll_free_sweeps, stats.pump_empty_reads,
-            stats.pump_ack_rearms) == pump_counts
+            stats.pump_ack_rearms, stats.pump_recv_cpu_s) == pump_counts
     if sys.platform.startswith("linux"):  # delayed ACKs set before the socket's first read
         assert stats.pump_ack_rearms > 0
+        assert stats.pump_recv_cpu_s > 0  # the batched receives took some CPU
     # the simulator speaks TLS 1.3: the own record layer takes its media socket
     assert stats.tls_native_sockets == (1 if engine.native_tls is not None else 0)
     assert stats.tls_own_record_sockets == (1 if engine.native_tls is not None

@@ -127,6 +127,7 @@ def run_engine_load(
                 "pump_late_sweeps": stats.pump_late_sweeps,
                 "pump_empty_reads": stats.pump_empty_reads,
                 "pump_ack_rearms": stats.pump_ack_rearms,
+                "pump_recv_cpu_s": stats.pump_recv_cpu_s,
                 "cpu_samples": sampler.samples, "latencies_ms": latencies,
             }
 

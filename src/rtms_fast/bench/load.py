@@ -71,6 +71,9 @@ class LoadResult:
     #: is a system call. NaN for other clients.
     empty_reads_per_msg: float = float("nan")
     ack_rearms_per_msg: float = float("nan")
+    #: Engine only, over the whole run: CPU inside the pump's batched receives per message
+    #: received, in us (the kernel's receive path and its ACKs; part of us_per_msg).
+    recv_us_per_msg: float = float("nan")
     #: The simulator's keep-alive requests (every socket, every 5 s), the answers it got
     #: (a request sent just before its session ended may go unanswered) and the sockets it
     #: dropped for want of one.
@@ -152,6 +155,7 @@ def load_medians(results: list[LoadResult]) -> list[dict[str, Any]]:
             "empty_reads_per_msg_median": statistics.median(
                 r.empty_reads_per_msg for r in runs),
             "ack_rearms_per_msg_median": statistics.median(r.ack_rearms_per_msg for r in runs),
+            "recv_us_per_msg_median": statistics.median(r.recv_us_per_msg for r in runs),
             "keepalives_unanswered": sum(r.keepalives_unanswered for r in runs),
             "keepalive_answers_late": sum(r.keepalive_answers_late for r in runs),
             "keepalive_timeouts": sum(r.keepalive_timeouts for r in runs),
@@ -280,6 +284,7 @@ def run_load(client: str = "engine", sessions: int = 100, duration_s: float = 10
                               else float("nan")),
         empty_reads_per_msg=_per_message(results, "pump_empty_reads"),
         ack_rearms_per_msg=_per_message(results, "pump_ack_rearms"),
+        recv_us_per_msg=1e6 * _per_message(results, "pump_recv_cpu_s"),
         keepalives_sent=int(counters.get("keepalives_sent", 0)),
         keepalives_answered=int(counters.get("keepalive_answers", 0)),
         keepalive_timeouts=int(counters.get("keepalive_timeouts", 0)),
@@ -300,7 +305,7 @@ def _per_message(results: list[dict[str, Any]], key: str) -> float:
     if not results or any(key not in r for r in results):
         return float("nan")
     received = sum(int(r["messages"]) for r in results)
-    return sum(int(r[key]) for r in results) / received if received else float("nan")
+    return sum(float(r[key]) for r in results) / received if received else float("nan")
 
 
 def _run_sdk_clients(tmp: Path, lines: list[str], codec: str, send_rate_ms: int,
