@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rtms_fast._native import ffi, lib
 
-from rtms_fast.pump import _ACK_GAP_S, _ACK_REARM_S
+from rtms_fast.native import ffi, lib
+from rtms_fast.pump import _ACK_GAP_S, _ACK_REARM_S, point_fd_tables
 
 SOCKETS = int(os.environ.get("RTMS_BENCH_FLOOR_SOCKETS", "200"))
 SECONDS = float(os.environ.get("RTMS_BENCH_FLOOR_SECONDS", "3"))
@@ -89,12 +89,7 @@ class _NativeSweep:
         self.armed = np.full(size, -np.inf)
         self.wake = np.zeros(size, np.uint8)
         self.tables = ffi.new("rtms_fd_tables *")
-        self.tables.kind = ffi.cast("uint8_t *", self.kind.ctypes.data)
-        self.tables.conn = ffi.cast("uint64_t *", self.conn.ctypes.data)
-        self.tables.activity_s = ffi.cast("double *", self.activity.ctypes.data)
-        self.tables.ack_armed_s = ffi.cast("double *", self.armed.ctypes.data)
-        self.tables.wake = ffi.cast("uint8_t *", self.wake.ctypes.data)
-        self.tables.size = size
+        point_fd_tables(self.tables, self.kind, self.conn, self.activity, self.armed, self.wake)
         n = len(fds)
         self.fds = ffi.new("int32_t[]", fds)
         self.n = n

@@ -731,6 +731,21 @@ def _deliver(media_socket: MediaSocket, owner: MediaSocketOwner, messages: list[
         )
 
 
+def point_fd_tables(tables: Any, kind: np.ndarray[Any, np.dtype[np.uint8]],
+                    conn: np.ndarray[Any, np.dtype[np.uint64]],
+                    activity_s: np.ndarray[Any, np.dtype[np.float64]],
+                    ack_armed_s: np.ndarray[Any, np.dtype[np.float64]],
+                    wake: np.ndarray[Any, np.dtype[np.uint8]]) -> None:
+    """Point a native ``rtms_fd_tables`` (the sweep functions' view, indexed by descriptor)
+    at these arrays, all of one length. The arrays must outlive the view."""
+    tables.kind = ffi.cast("uint8_t *", kind.ctypes.data)
+    tables.conn = ffi.cast("uint64_t *", conn.ctypes.data)
+    tables.activity_s = ffi.cast("double *", activity_s.ctypes.data)
+    tables.ack_armed_s = ffi.cast("double *", ack_armed_s.ctypes.data)
+    tables.wake = ffi.cast("uint8_t *", wake.ctypes.data)
+    tables.size = len(kind)
+
+
 class PumpStatistics:
     __slots__ = ("ack_rearms", "bytes", "empty_reads", "idle_skipped", "late_sweeps",
                  "max_sweep_lag_s", "messages", "native_tls_reads", "native_tls_sockets",
@@ -977,13 +992,8 @@ class MediaPump:
 
     def _point_fd_tables(self) -> None:
         """Point the native view of the per-descriptor tables at the arrays (after they grew)."""
-        tables = self._fd_tables
-        tables.kind = ffi.cast("uint8_t *", self._kind_by_fd.ctypes.data)
-        tables.conn = ffi.cast("uint64_t *", self._conn_by_fd.ctypes.data)
-        tables.activity_s = ffi.cast("double *", self._activity_by_fd.ctypes.data)
-        tables.ack_armed_s = ffi.cast("double *", self._ack_armed_by_fd.ctypes.data)
-        tables.wake = ffi.cast("uint8_t *", self._wake_by_fd.ctypes.data)
-        tables.size = len(self._kind_by_fd)
+        point_fd_tables(self._fd_tables, self._kind_by_fd, self._conn_by_fd,
+                        self._activity_by_fd, self._ack_armed_by_fd, self._wake_by_fd)
 
     def _track_fd(self, media_socket: MediaSocket, owner: MediaSocketOwner, fd: int) -> None:
         if fd >= len(self._kind_by_fd):

@@ -33,7 +33,7 @@ from rtms_fast.ingest import (
     IngestRecord,
 )
 from rtms_fast.native import ffi, lib
-from rtms_fast.pump import MediaPump, MediaSocket
+from rtms_fast.pump import MediaPump, MediaSocket, point_fd_tables
 from rtms_fast.ring import RingNotifier
 
 
@@ -96,12 +96,7 @@ class _Tables:
         self.armed = np.full(size, -np.inf)
         self.wake = np.zeros(size, np.uint8)
         self.native = ffi.new("rtms_fd_tables *")
-        self.native.kind = ffi.cast("uint8_t *", self.kind.ctypes.data)
-        self.native.conn = ffi.cast("uint64_t *", self.conn.ctypes.data)
-        self.native.activity_s = ffi.cast("double *", self.activity.ctypes.data)
-        self.native.ack_armed_s = ffi.cast("double *", self.armed.ctypes.data)
-        self.native.wake = ffi.cast("uint8_t *", self.wake.ctypes.data)
-        self.native.size = size
+        point_fd_tables(self.native, self.kind, self.conn, self.activity, self.armed, self.wake)
 
 
 def test_sweep_split_by_read_path() -> None:
